@@ -1,0 +1,115 @@
+"""Named exceptions, raised low and mapped once to CLI messages (api/cli.py)
+and GraphQL error codes (api/errors.py)."""
+
+from __future__ import annotations
+
+
+class CGraphError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+    code = "INTERNAL"
+
+
+class Neo4jUnavailable(CGraphError):
+    """The database cannot be reached (down, wrong URI, refused)."""
+
+    code = "UNAVAILABLE"
+
+
+class AuthFailed(CGraphError):
+    """Neo4j refused the credentials."""
+
+    code = "UNAUTHENTICATED"
+
+
+class ServerError(CGraphError):
+    """The local Neo4j server could not be installed, started or stopped."""
+
+
+class UnknownRelease(CGraphError):
+    code = "UNKNOWN_RELEASE"
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"release {version} is not loaded")
+        self.version = version
+
+
+class ReleaseNotReady(CGraphError):
+    code = "RELEASE_NOT_READY"
+
+    def __init__(self, version: int, status: str) -> None:
+        super().__init__(f"release {version} is {status!r}, not 'complete'")
+        self.version = version
+        self.status = status
+
+
+class ReleaseExists(CGraphError):
+    code = "RELEASE_EXISTS"
+
+    def __init__(self, version: int) -> None:
+        super().__init__(
+            f"release {version} is already loaded and complete; pass --replace to replace it whole"
+        )
+        self.version = version
+
+
+class QueryTimeout(CGraphError):
+    code = "TIMEOUT"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the query did not finish within {seconds:g} s")
+        self.seconds = seconds
+
+
+class LimitExceeded(CGraphError):
+    code = "LIMIT_EXCEEDED"
+
+
+class BadRequest(CGraphError):
+    code = "BAD_REQUEST"
+
+
+class InputError(CGraphError):
+    """Bad input data. Names the file, column and row (1-based data row) when known."""
+
+    code = "BAD_INPUT"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        column: str | None = None,
+        row: int | None = None,
+    ) -> None:
+        self.file = file
+        self.column = column
+        self.row = row
+        self.reason = message
+        where = []
+        if file is not None:
+            where.append(str(file))
+        if column is not None:
+            where.append(f"column {column!r}")
+        if row is not None:
+            where.append(f"row {row}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class MotifSyntaxError(CGraphError):
+    """A motif that does not parse. line/column are 1-based."""
+
+    code = "BAD_REQUEST"
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        self.line = line
+        self.column = column
+        self.reason = message
+        loc = f"line {line}, column {column}: " if line is not None else ""
+        super().__init__(f"motif syntax error: {loc}{message}")
+
+
+class MotifError(CGraphError):
+    """A motif that parses but is invalid (unknown property, bad operator, ...)."""
+
+    code = "BAD_REQUEST"
