@@ -1,0 +1,134 @@
+"""Test fixtures: a real Neo4j, always; the shared real data beside the checkout.
+
+Neo4j is chosen once per session: NEO4J_URI if set; else testcontainers' Neo4j module
+(neo4j:5.26-community) when a Docker daemon answers; else the project's own local server
+(`cgraph neo4j start`). With CGRAPH_REQUIRE_NEO4J=1 (CI) a missing database fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from graph.driver import Database
+from graph.settings import ConnectionSettings, ServerSettings
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+DOCKER_IMAGE = "neo4j:5.26-community"
+
+_state: dict[str, object] = {}
+
+
+def _required() -> bool:
+    return os.environ.get("CGRAPH_REQUIRE_NEO4J") == "1" or os.environ.get("CI") == "true"
+
+
+def _docker_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        proc = subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def _connect() -> ConnectionSettings:
+    """Pick and (if needed) start the Neo4j the tests use; cached for the session."""
+    if "settings" in _state:
+        return _state["settings"]  # type: ignore[return-value]
+    if "error" in _state:
+        raise RuntimeError(_state["error"])
+    try:
+        if os.environ.get("NEO4J_URI"):
+            settings = ConnectionSettings.from_env()
+            _state["how"] = f"NEO4J_URI={settings.uri}"
+        elif _docker_answers():
+            from testcontainers.neo4j import Neo4jContainer
+
+            container = Neo4jContainer(DOCKER_IMAGE)
+            container.start()
+            _state["container"] = container
+            settings = ConnectionSettings(
+                uri=container.get_connection_url(), password=container.password
+            )
+            _state["how"] = f"testcontainers {DOCKER_IMAGE}"
+        else:
+            from graph import server
+
+            conn = ConnectionSettings.from_env()
+            srv = ServerSettings.from_env()
+            was_running = server.status(srv, conn).running
+            server.start(srv, conn)
+            if not was_running:
+                _state["started_local"] = srv
+            settings = ConnectionSettings(
+                uri=f"bolt://127.0.0.1:{srv.bolt_port}",
+                user=conn.user,
+                password=conn.password,
+                database=conn.database,
+            )
+            _state["how"] = f"project's local server ({srv.home})"
+        with Database(settings) as db:
+            _state["agent"] = db.verify()
+        _state["settings"] = settings
+        return settings
+    except Exception as exc:  # noqa: BLE001 - reported once, then skip or fail
+        _state["error"] = f"no Neo4j for the tests: {type(exc).__name__}: {exc}"
+        raise RuntimeError(_state["error"]) from exc
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    try:
+        _connect()
+    except RuntimeError as exc:
+        return [f"neo4j: NONE ({exc})"]
+    return [f"neo4j: {_state['agent']} via {_state['how']}"]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    container = _state.get("container")
+    if container is not None:
+        container.stop()  # type: ignore[attr-defined]
+    srv = _state.get("started_local")
+    if isinstance(srv, ServerSettings) and os.environ.get("CGRAPH_KEEP_NEO4J") != "1":
+        from graph import server
+
+        server.stop(srv)
+
+
+@pytest.fixture(scope="session")
+def neo4j_settings() -> ConnectionSettings:
+    try:
+        return _connect()
+    except RuntimeError as exc:
+        if _required():
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def db(neo4j_settings: ConnectionSettings) -> Iterator[Database]:
+    from graph.schema import ensure_schema
+
+    database = Database(neo4j_settings)
+    ensure_schema(database)
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data beside the checkout: real connectome data (see each SOURCE.txt)."""
+    if not SHARED_DATA.is_dir():
+        reason = f"real connectome data not found at {SHARED_DATA} (it sits beside every checkout and in CI)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return SHARED_DATA
