@@ -96,6 +96,12 @@ def neo4j_status() -> None:
         sys.exit(3)
 
 
+from api.cli_data import drop_release_cmd, list_releases_cmd, load, synth  # noqa: E402
+
+for _cmd in (synth, load, list_releases_cmd, drop_release_cmd):
+    cli.add_command(_cmd)
+
+
 def main() -> None:
     cli(prog_name="cgraph")
 

@@ -1,0 +1,136 @@
+"""`cgraph synth | load | releases | drop-release`: data commands of the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from graph import releases
+from graph.driver import Database
+from graph.errors import BadRequest
+from loaders.load import LoadSummary, load_release
+from loaders.versions import default_timestamp, parse_timestamp
+
+
+def parse_map(pairs: tuple[str, ...]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        dest, sep, src = pair.partition("=")
+        if not sep or not dest.strip() or not src.strip():
+            raise BadRequest(f"--map takes DEST=SRC (e.g. pre_pt_root_id=pre_root_id), got {pair!r}")
+        mapping[dest.strip()] = src.strip()
+    return mapping
+
+
+def parse_versions(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise BadRequest(f"--versions takes integers separated by commas, got {text!r}") from None
+
+
+def parse_voxel(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) <= 0:
+        raise BadRequest(f"--voxel-size takes three positive numbers like 4,4,40, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def summary_lines(s: LoadSummary) -> list[str]:
+    c = s.counts
+    lines = [
+        f"release {s.version}: complete",
+        f"  cells {c['cells']:,}  edges {c['edges']:,}  synapses used {c['synapses']:,} "
+        f"of {c['synapses_total']:,}",
+        f"  dropped: autapse {c['dropped_autapse']:,}, root 0 {c['dropped_root0']:,}, "
+        f"multi-nucleus root {c['dropped_multi_nucleus_root']:,}, "
+        f"partner without nucleus {c['dropped_partner_without_nucleus']:,}",
+    ]
+    if s.multi_nucleus_roots:
+        shown = list(s.multi_nucleus_roots.items())[:5]
+        text = "; ".join(f"{root}: {ids}" for root, ids in shown)
+        more = f" (+{len(s.multi_nucleus_roots) - 5} more)" if len(s.multi_nucleus_roots) > 5 else ""
+        lines.append(f"  roots shared by several nuclei (no synapse attributed): {text}{more}")
+    for key in ("neuron_rows_unmatched", "cell_type_rows_unmatched"):
+        if c.get(key):
+            lines.append(f"  {key.replace('_', ' ')}: {c[key]:,}")
+    return lines
+
+
+@click.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--cells", type=click.IntRange(min=2), required=True, help="Number of nuclei.")
+@click.option("--synapses", type=click.IntRange(min=1), required=True, help="Synapses per release.")
+@click.option("--versions", default="117,343", show_default=True, help="Release versions, comma separated.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def synth(out_dir: Path, cells: int, synapses: int, versions: str, seed: int) -> None:
+    """Write a synthetic MICrONS-like dataset: per version V, nuclei_vV.parquet,
+    synapses_vV.parquet, cell_types_vV.parquet and neurons_vV.parquet."""
+    from loaders.synth import generate
+
+    summary = generate(out_dir, cells=cells, synapses=synapses, versions=parse_versions(versions),
+                       seed=seed, progress=True)  # fmt: skip
+    for vs in summary.versions:
+        click.echo(f"v{vs.version}: " + ", ".join(str(p) for p in vs.files))
+
+
+@click.command()
+@click.option("--version", "version", type=click.IntRange(min=0), required=True, help="Release version.")
+@click.option("--timestamp", help="Materialization time (ISO 8601, UTC if no zone). Default: the published one for known minnie65 versions.")
+@click.option("--nuclei", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--synapses", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--neurons", type=click.Path(exists=True, dir_okay=False))
+@click.option("--cell-types", type=click.Path(exists=True, dir_okay=False))
+@click.option("--map", "maps", multiple=True, metavar="DEST=SRC",
+              help="Column mapping, e.g. pre_pt_root_id=pre_root_id or synapses.size=cleft_vx.")  # fmt: skip
+@click.option("--voxel-size", default="4,4,40", show_default=True, help="nm per voxel of positions.")
+@click.option("--replace", is_flag=True, help="Replace a complete release of this version whole.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def load(version: int, timestamp: str | None, nuclei: str, synapses: str, neurons: str | None,
+         cell_types: str | None, maps: tuple[str, ...], voxel_size: str, replace: bool,
+         progress: bool) -> None:  # fmt: skip
+    """Load one release from files (Parquet, Feather, CSV, CSV.gz, CAVE dumps)."""
+    ts = parse_timestamp(timestamp) if timestamp else default_timestamp(version)
+    mapping = parse_map(maps)
+    voxel = parse_voxel(voxel_size)
+    with Database() as db:
+        db.verify()
+        summary = load_release(
+            db, version, nuclei=nuclei, synapses=synapses, neurons=neurons, cell_types=cell_types,
+            mapping=mapping, voxel_size=voxel, timestamp=ts, replace=replace, progress=progress,
+        )  # fmt: skip
+    for line in summary_lines(summary):
+        click.echo(line)
+
+
+@click.command("releases")
+def list_releases_cmd() -> None:
+    """Table of loaded releases with status and counts."""
+    with Database() as db:
+        rows = releases.list_releases(db)
+    if not rows:
+        click.echo("no releases loaded")
+        return
+    head = f"{'version':>8} {'status':<9} {'timestamp':<26} {'cells':>9} {'edges':>11} {'synapses':>12} {'dropped':>10}"
+    click.echo(head)
+    for r in rows:
+        c = r.counts
+        dropped = sum(v for k, v in c.items() if k.startswith("dropped_"))
+        ts = r.timestamp.isoformat() if r.timestamp else "-"
+        click.echo(
+            f"{r.version:>8} {r.status:<9} {ts:<26} {c.get('cells', 0):>9,} "
+            f"{c.get('edges', 0):>11,} {c.get('synapses', 0):>12,} {dropped:>10,}"
+        )
+
+
+@click.command("drop-release")
+@click.argument("version", type=click.IntRange(min=0))
+def drop_release_cmd(version: int) -> None:
+    """Remove one release (its edges, its properties, cells only it had)."""
+    with Database() as db:
+        releases.drop_release(db, version)
+    click.echo(f"release {version} dropped")
