@@ -132,3 +132,16 @@ def shared_data() -> Path:
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def cli_env(neo4j_settings: ConnectionSettings) -> dict[str, str]:
+    """Environment for running `cgraph` as a subprocess against the test database."""
+    env = dict(os.environ)
+    env.update(
+        NEO4J_URI=neo4j_settings.uri,
+        NEO4J_USER=neo4j_settings.user,
+        NEO4J_PASSWORD=neo4j_settings.password,
+        NEO4J_DATABASE=neo4j_settings.database,
+    )
+    return env
