@@ -1,0 +1,104 @@
+"""Motif -> Cypher compiler: expected text, parameters, nothing inlined."""
+
+from __future__ import annotations
+
+import pytest
+
+from graph.errors import MotifError
+from graph.motif.cypher import compile_motif
+from graph.motif.parser import parse_motif
+
+
+def test_reciprocal_pair_match() -> None:
+    cypher, params = compile_motif(
+        parse_motif("A -> B [synapses >= 3]; B -> A"), 117, induced=False, mode="match"
+    )
+    assert cypher == (
+        "MATCH (A:Cell)-[r1:SYNAPSE_V117]->(B:Cell),\n"
+        "      (B)-[r2:SYNAPSE_V117]->(A)\n"
+        "WHERE A.root_id_v117 IS NOT NULL\n"
+        "  AND B.root_id_v117 IS NOT NULL\n"
+        "  AND A <> B\n"
+        "  AND r1.synapses >= $A_B_synapses\n"
+        "RETURN A.nucleus_id AS A, B.nucleus_id AS B\n"
+        "ORDER BY A, B\n"
+        "SKIP $skip\n"
+        "LIMIT $limit"
+    )
+    assert params == {"A_B_synapses": 3, "skip": 0, "limit": 1000}
+
+
+def test_feed_forward_loop_count_with_node_and_edge_constraints() -> None:
+    motif = parse_motif(
+        "A -> B; B -> C; A -> C [mean_size > 250.5, size < 98765]\n"
+        'A.cell_type in ["BC", "MC"]; C.is_neuron = true; C.classification_system != "xyz"\n'
+        "C !> A"
+    )
+    cypher, params = compile_motif(motif, 943, induced=False, mode="count")
+    assert cypher == (
+        "MATCH (A:Cell)-[r1:SYNAPSE_V943]->(B:Cell),\n"
+        "      (B)-[r2:SYNAPSE_V943]->(C:Cell),\n"
+        "      (A)-[r3:SYNAPSE_V943]->(C)\n"
+        "WHERE A.root_id_v943 IS NOT NULL\n"
+        "  AND B.root_id_v943 IS NOT NULL\n"
+        "  AND C.root_id_v943 IS NOT NULL\n"
+        "  AND A <> B AND A <> C\n"
+        "  AND B <> C\n"
+        "  AND A.cell_type_v943 IN $A_cell_type\n"
+        "  AND C.is_neuron_v943 = $C_is_neuron\n"
+        "  AND C.classification_system_v943 <> $C_classification_system\n"
+        "  AND toFloat(r3.size) / r3.synapses > $A_C_mean_size\n"
+        "  AND r3.size < $A_C_size\n"
+        "  AND NOT (C)-[:SYNAPSE_V943]->(A)\n"
+        "RETURN count(*) AS n"
+    )
+    assert params == {
+        "A_cell_type": ["BC", "MC"],
+        "C_is_neuron": True,
+        "C_classification_system": "xyz",
+        "A_C_mean_size": 250.5,
+        "A_C_size": 98765,
+    }
+    for literal in ("BC", "MC", "xyz", "250.5", "98765", "true", "True"):
+        assert literal not in cypher
+
+
+def test_induced_cycle_forbids_every_other_pair() -> None:
+    cypher, params = compile_motif(
+        parse_motif("A -> B; B -> C; C -> A\nB.nucleus_id = 424242"), 2, induced=True, mode="match"
+    )
+    assert cypher == (
+        "MATCH (A:Cell)-[r1:SYNAPSE_V2]->(B:Cell),\n"
+        "      (B)-[r2:SYNAPSE_V2]->(C:Cell),\n"
+        "      (C)-[r3:SYNAPSE_V2]->(A)\n"
+        "WHERE A.root_id_v2 IS NOT NULL\n"
+        "  AND B.root_id_v2 IS NOT NULL\n"
+        "  AND C.root_id_v2 IS NOT NULL\n"
+        "  AND A <> B AND A <> C\n"
+        "  AND B <> C\n"
+        "  AND B.nucleus_id = $B_nucleus_id\n"
+        "  AND NOT (A)-[:SYNAPSE_V2]->(C)\n"
+        "  AND NOT (B)-[:SYNAPSE_V2]->(A)\n"
+        "  AND NOT (C)-[:SYNAPSE_V2]->(B)\n"
+        "RETURN A.nucleus_id AS A, B.nucleus_id AS B, C.nucleus_id AS C\n"
+        "ORDER BY A, B, C\n"
+        "SKIP $skip\n"
+        "LIMIT $limit"
+    )
+    assert params["B_nucleus_id"] == 424242 and "424242" not in cypher
+
+
+def test_names_that_are_cypher_keywords_or_clash_are_quoted_or_renamed() -> None:
+    cypher, _ = compile_motif(parse_motif("match -> r1"), 5, mode="count", skip=0)
+    assert "MATCH (`match`:Cell)-[_r1:SYNAPSE_V5]->(r1:Cell)" in cypher
+
+
+def test_paging_parameters() -> None:
+    _, params = compile_motif(parse_motif("A -> B"), 1, mode="match", skip=40, limit=20)
+    assert (params["skip"], params["limit"]) == (40, 20)
+
+
+@pytest.mark.parametrize("version", [0, -3, "117", 1.5, True])
+def test_release_version_must_be_a_positive_int(version: object) -> None:
+    with pytest.raises(MotifError, match="positive int"):
+        compile_motif(parse_motif("A -> B"), version, mode="count")  # type: ignore[arg-type]
