@@ -63,7 +63,7 @@ def summary_lines(s: LoadSummary) -> list[str]:
 
 @click.command()
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--cells", type=click.IntRange(min=2), required=True, help="Number of nuclei.")
+@click.option("--cells", type=click.IntRange(min=3), required=True, help="Number of nuclei.")
 @click.option("--synapses", type=click.IntRange(min=1), required=True, help="Synapses per release.")
 @click.option("--versions", default="117,343", show_default=True, help="Release versions, comma separated.")
 @click.option("--seed", type=int, default=0, show_default=True)
