@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR := .demo
-DEMO_VERSIONS := 117,343
+DEMO_ARGS := --cells 3000 --synapses 300000 --versions 117,343 --seed 1
+HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test install neo4j-start neo4j-stop lint typecheck schema clean-demo
+.PHONY: demo demo-data test install neo4j-start neo4j-stop lint bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,5 +34,17 @@ test: neo4j-start
 	CGRAPH_KEEP_NEO4J=1 $(BIN)/pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected" >&2; exit 1; fi; exit $$rc
 
-demo: neo4j-start
-	@echo "Neo4j Browser: http://127.0.0.1:7474/browser/  (user neo4j, password from NEO4J_PASSWORD)"
+# A small two-release synthetic dataset (files named nuclei_v117.parquet, synapses_v117.parquet, ...)
+demo-data: neo4j-start
+	test -f $(DEMO_DIR)/synapses_v343.parquet || $(BIN)/cgraph synth --out $(DEMO_DIR) $(DEMO_ARGS)
+	for v in 117 343; do \
+	  $(BIN)/cgraph load --version $$v --nuclei $(DEMO_DIR)/nuclei_v$$v.parquet \
+	    --synapses $(DEMO_DIR)/synapses_v$$v.parquet --neurons $(DEMO_DIR)/neurons_v$$v.parquet \
+	    --cell-types $(DEMO_DIR)/cell_types_v$$v.parquet --skip-existing || exit 1; \
+	done
+	$(BIN)/cgraph releases
+
+demo: demo-data
+	@echo "Neo4j Browser: http://127.0.0.1:7474/browser/  (user neo4j, password from NEO4J_PASSWORD;"
+	@echo "               drag graph/browser-style.grass onto it for the cell colours)"
+	@echo "Neo4j Bolt:    bolt://127.0.0.1:7687"

@@ -89,16 +89,21 @@ def synth(out_dir: Path, cells: int, synapses: int, versions: str, seed: int) ->
               help="Column mapping, e.g. pre_pt_root_id=pre_root_id or synapses.size=cleft_vx.")  # fmt: skip
 @click.option("--voxel-size", default="4,4,40", show_default=True, help="nm per voxel of positions.")
 @click.option("--replace", is_flag=True, help="Replace a complete release of this version whole.")
+@click.option("--skip-existing", is_flag=True, help="Do nothing when this version is already complete.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def load(version: int, timestamp: str | None, nuclei: str, synapses: str, neurons: str | None,
          cell_types: str | None, maps: tuple[str, ...], voxel_size: str, replace: bool,
-         progress: bool) -> None:  # fmt: skip
+         skip_existing: bool, progress: bool) -> None:  # fmt: skip
     """Load one release from files (Parquet, Feather, CSV, CSV.gz, CAVE dumps)."""
     ts = parse_timestamp(timestamp) if timestamp else default_timestamp(version)
     mapping = parse_map(maps)
     voxel = parse_voxel(voxel_size)
     with Database() as db:
         db.verify()
+        existing = releases.get_release(db, version)
+        if skip_existing and existing is not None and existing.status == releases.COMPLETE:
+            click.echo(f"release {version}: already complete, skipped")
+            return
         summary = load_release(
             db, version, nuclei=nuclei, synapses=synapses, neurons=neurons, cell_types=cell_types,
             mapping=mapping, voxel_size=voxel, timestamp=ts, replace=replace, progress=progress,

@@ -146,7 +146,38 @@ SET r += $counts, r.status = $status, r.finished_at = datetime()
 """
 
 
+#: display labels for Neo4j Browser colours (graph/browser-style.grass), from cell types
+DISPLAY_LABELS = ("Excitatory", "Inhibitory", "NonNeuron")
+CLASS_OF_TYPE = {
+    "Excitatory": ["23P", "4P", "5P-IT", "5P-ET", "5P-NP", "5P-PT", "6P-IT", "6P-CT", "6IT", "6CT", "e"],
+    "Inhibitory": ["BC", "MC", "BPC", "NGC", "i"],
+    "NonNeuron": ["OPC", "astrocyte", "microglia", "pericyte", "oligo", "g", "glia"],
+}
+CLASS_OF_SYSTEM = {"excitatory_neuron": "Excitatory", "inhibitory_neuron": "Inhibitory",
+                   "nonneuron": "NonNeuron"}  # fmt: skip
+
+
+def display_labels_cypher(version: int) -> str:
+    ct, cs = prop("cell_type", version), prop("classification_system", version)
+    return f"""
+MATCH (c:Cell) WHERE c.{ct} IS NOT NULL
+WITH c, coalesce($by_system[c.{cs}],
+                 CASE WHEN c.{ct} IN $exc THEN 'Excitatory'
+                      WHEN c.{ct} IN $inh THEN 'Inhibitory'
+                      WHEN c.{ct} IN $non THEN 'NonNeuron' END) AS label
+REMOVE c:Excitatory:Inhibitory:NonNeuron
+WITH c, label WHERE label IS NOT NULL
+SET c:$(label)
+"""
+
+
 def finish_load(db: Database, version: int, counts: Mapping[str, int]) -> None:
+    """Mark complete; cells' display labels follow the newest loaded release with cell types."""
+    db.write(
+        display_labels_cypher(version),
+        {"by_system": CLASS_OF_SYSTEM, "exc": CLASS_OF_TYPE["Excitatory"],
+         "inh": CLASS_OF_TYPE["Inhibitory"], "non": CLASS_OF_TYPE["NonNeuron"]},
+    )  # fmt: skip
     db.write(FINISH, {"version": version, "counts": dict(counts), "status": COMPLETE})
 
 

@@ -71,7 +71,7 @@ def write_release(
     timestamp: datetime | None = None,
     replace: bool = False,
     progress: bool = False,
-    workers: int = 2,
+    workers: int = 1,
 ) -> LoadSummary:
     """Write an aggregated release. Raises ReleaseExists when complete and not `replace`."""
     v = check_version(version)

@@ -1,0 +1,103 @@
+"""The README's Browser queries run against the demo dataset (same generator arguments as
+`make demo`, loaded under this module's own versions) and give what pandas says."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from graph import releases
+from graph.driver import Database
+from loaders.load import load_release
+from loaders.synth import generate
+from tests.expected import expected_release
+
+REPO = Path(__file__).resolve().parents[2]
+OLD, NEW = 117, 343
+V_OLD, V_NEW = 9211, 9243  # stand in for the README's 117 and 343
+
+
+def demo_args() -> dict[str, int]:
+    line = next(ln for ln in (REPO / "Makefile").read_text().splitlines() if ln.startswith("DEMO_ARGS"))
+    words = shlex.split(line.split(":=", 1)[1])
+    args = dict(zip(words[::2], words[1::2], strict=True))
+    assert args["--versions"] == f"{OLD},{NEW}"
+    return {"cells": int(args["--cells"]), "synapses": int(args["--synapses"]), "seed": int(args["--seed"])}
+
+
+def readme_queries() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    queries = re.findall(r"```cypher\n(.*?)```", text, flags=re.S)
+    assert len(queries) >= 4
+    return [q.replace(f"_V{NEW}", f"_V{V_NEW}").replace(f"_v{NEW}", f"_v{V_NEW}")
+             .replace(f"_v{OLD}", f"_v{V_OLD}") for q in queries]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo(db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    out = tmp_path_factory.mktemp("demo")
+    a = demo_args()
+    generate(out, cells=a["cells"], synapses=a["synapses"], versions=[OLD, NEW], seed=a["seed"])
+    for readme_v, v in ((OLD, V_OLD), (NEW, V_NEW)):
+        if releases.get_release(db, v) is not None:
+            releases.drop_release(db, v)
+        load_release(db, v, nuclei=out / f"nuclei_v{readme_v}.parquet",
+                     synapses=out / f"synapses_v{readme_v}.parquet",
+                     cell_types=out / f"cell_types_v{readme_v}.parquet")  # fmt: skip
+    yield out
+    for v in (V_OLD, V_NEW):
+        releases.drop_release(db, v)
+
+
+def test_readme_queries_answer_like_pandas(db: Database, demo: Path) -> None:
+    top, partners, lookup, reciprocal = readme_queries()[:4]
+    exp = expected_release(pd.read_parquet(demo / f"nuclei_v{NEW}.parquet"),
+                           pd.read_parquet(demo / f"synapses_v{NEW}.parquet"))  # fmt: skip
+    e = exp.edges
+
+    got_top = db.read(top)
+    want_top = (e.groupby("pre").synapses.sum().reset_index()
+                .sort_values(["synapses", "pre"], ascending=[False, True]).head(10))  # fmt: skip
+    assert [(r["nucleus_id"], r["synapses"]) for r in got_top] == list(
+        zip(want_top.pre, want_top.synapses, strict=True)
+    )
+
+    nid = got_top[0]["nucleus_id"]
+    got = db.read(partners, {"nucleus_id": nid})
+    want = (e[e.pre == nid].sort_values(["synapses", "size", "post"], ascending=[False, False, True])
+            .head(25))  # fmt: skip
+    assert [(r["partner"], r["synapses"], r["size"]) for r in got] == list(
+        zip(want.post, want.synapses, want["size"], strict=True)
+    )
+
+    n_old = pd.read_parquet(demo / f"nuclei_v{OLD}.parquet").set_index("id").pt_root_id
+    n_new = pd.read_parquet(demo / f"nuclei_v{NEW}.parquet").set_index("id").pt_root_id
+    root = int(n_old[nid])
+    rows = db.read(lookup, {"root_id": root})
+    holders = sorted(n_old[n_old == root].index)
+    assert sorted(r["nucleus_id"] for r in rows) == holders
+    assert {r["nucleus_id"]: r[f"root_v{V_NEW}"] for r in rows} == {h: int(n_new[h]) for h in holders}
+
+    pairs = db.read(reciprocal.replace("LIMIT 50", "") + " ")
+    keys = set(zip(e.pre, e.post, strict=True))
+    want_pairs = {(a, b) for a, b in keys if a < b and (b, a) in keys}
+    assert {(r["a"]["nucleus_id"], r["b"]["nucleus_id"]) for r in pairs} == want_pairs
+
+
+def test_browser_style_names_the_graph_model(db: Database, demo: Path) -> None:
+    grass = (REPO / "graph" / "browser-style.grass").read_text()
+    assert 'node.Cell {\n  caption: "{nucleus_id}";' in grass
+    labels = {r["label"] for r in db.read("CALL db.labels() YIELD label RETURN label")}
+    for label in releases.DISPLAY_LABELS:
+        assert f"node.{label} " in grass
+        assert label in labels
+    ct = pd.read_parquet(demo / f"cell_types_v{NEW}.parquet")
+    inhibitory = set(ct[ct.classification_system == "inhibitory_neuron"].target_id)
+    got = {r["n"] for r in db.read(
+        f"MATCH (c:Inhibitory) WHERE c.root_id_v{V_NEW} IS NOT NULL RETURN c.nucleus_id AS n")}  # fmt: skip
+    assert got == inhibitory
