@@ -1,0 +1,462 @@
+"""Validate and aggregate one release's tables into :class:`loaders.tables.ReleaseData`.
+
+Attribution rules (the contract)
+--------------------------------
+Root -> nucleus map, from the nuclei table:
+
+* a root held by exactly one nucleus maps to that nucleus;
+* root 0 (nucleus outside the segmentation) maps to nothing;
+* a root held by two or more nuclei is a *multi-nucleus root*: reported in
+  ``ReleaseData.multi_nucleus_roots`` (root -> sorted nucleus IDs) and it attributes no synapse.
+
+Each synapse row is classified by the first rule that applies:
+
+1. pre root == post root -> ``dropped_autapse`` (CAVE's ``synapse_query`` drops them by default);
+2. pre or post root is 0 -> ``dropped_root0``;
+3. pre or post root is a multi-nucleus root -> ``dropped_multi_nucleus_root``;
+4. pre or post root has no nucleus (a fragment) -> ``dropped_partner_without_nucleus``;
+5. otherwise it is *used*: it adds to the directed edge (pre nucleus -> post nucleus).
+
+Per-cell totals count fragments too: ``out_synapses[cell]`` = non-autapse synapses whose pre root
+maps uniquely to the cell, ``in_synapses`` likewise for post.
+
+An edge groups the used synapses of one (pre nucleus, post nucleus): ``synapses`` = count,
+``size`` = sum of sizes (None when the synapse table has no size column: sizes are never
+invented), ``sizes`` and ``synapse_ids`` per synapse in ascending synapse-id order.
+When the synapse table has no ``id`` column, the synapse id is the 0-based data row index.
+
+Annotation rows (neuron, cell-type tables) whose nucleus is not in the nuclei table are counted
+(``neuron_rows_unmatched``, ``cell_type_rows_unmatched``), not fatal; a nucleus listed twice in an
+annotation table is an error. Everything is validated before anything is returned, so a writer
+never sees partial data.
+
+Speed: synapses stream in batches of ``batch_rows`` (memory bounded by it); root lookup is a
+vectorised open-address hash (exact, with a sorted-array fallback on collisions); the next
+batch is read in a background thread while the current one is classified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import TypeVar
+
+import numpy as np
+import pandas as pd
+
+from graph.errors import InputError
+from loaders.positions import DEFAULT_VOXEL_SIZE, parse_positions, split_columns
+from loaders.readers import (
+    DEFAULT_BATCH_ROWS,
+    Opened,
+    RowsCallback,
+    Source,
+    iter_batches,
+    missing_column,
+    open_source,
+    read_frame,
+    resolve_mapping,
+    source_column,
+    to_ids,
+    to_sizes,
+)
+from loaders.tables import (
+    CELL_TYPES,
+    NEURONS,
+    NUCLEI,
+    SYNAPSES,
+    Annotations,
+    Cells,
+    Edges,
+    ReleaseData,
+)
+
+ROOT0, MULTI, NONE = -3, -2, -1
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+T = TypeVar("T")
+
+
+def build_release(
+    nuclei: Source,
+    synapses: Source,
+    neurons: Source | None = None,
+    cell_types: Source | None = None,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    on_rows: RowsCallback | None = None,
+) -> ReleaseData:
+    """Read, validate and aggregate one release. Each source is a path or a DataFrame.
+
+    Raises :class:`graph.errors.InputError` (file, column, row) on any bad input.
+    """
+    given = {NUCLEI: nuclei, SYNAPSES: synapses, NEURONS: neurons, CELL_TYPES: cell_types}
+    opened = {t: open_source(s, t) for t, s in given.items() if s is not None}
+    colmaps = resolve_mapping(mapping, opened)
+    cells = load_cells(opened[NUCLEI], colmaps[NUCLEI], voxel_size)
+    counts: dict[str, int] = {
+        "cells": len(cells),
+        "neuron_rows_unmatched": 0,
+        "cell_type_rows_unmatched": 0,
+    }
+    labels: dict[str, np.ndarray] = {}
+    for table in (NEURONS, CELL_TYPES):
+        if table in opened:
+            got, unmatched = load_annotation(opened[table], colmaps[table], table, cells)
+            labels.update(got)
+            counts[f"{table[:-1]}_rows_unmatched"] = unmatched
+    index = RootIndex(cells.root_id)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="root-lookup") as pool:
+        acc = SynapseAccumulator(index, pool)
+        for pre, post, ids, sizes in _prefetch(
+            _synapse_batches(opened[SYNAPSES], colmaps[SYNAPSES], batch_rows)
+        ):
+            acc.add(pre, post, ids, sizes)
+            if on_rows is not None:
+                on_rows(len(pre))
+    if acc.counts["synapses_total"] == 0:
+        raise InputError("no data rows", file=opened[SYNAPSES].name)
+    edges = acc.edges(cells.nucleus_id)
+    counts.update(acc.counts)
+    counts["edges"] = len(edges)
+    return ReleaseData(
+        cells=cells,
+        annotations=Annotations(**labels),
+        edges=edges,
+        out_synapses=acc.out_synapses,
+        in_synapses=acc.in_synapses,
+        counts=counts,
+        multi_nucleus_roots=index.multi_nucleus_roots(cells.nucleus_id),
+    )
+
+
+# --------------------------------------------------------------------------- small tables
+
+
+def _required(opened: Opened, colmap: Mapping[str, str], canonical: str) -> str:
+    col = source_column(colmap, opened, canonical)
+    if col is None:
+        raise missing_column(opened, canonical, colmap)
+    return col
+
+
+def _duplicate(ids: np.ndarray, file: str, column: str, what: str) -> None:
+    dup = pd.Series(ids).duplicated().to_numpy()
+    if dup.any():
+        i = int(np.argmax(dup))
+        raise InputError(f"duplicate {what} {int(ids[i])}", file=file, column=column, row=i + 1)
+
+
+def load_cells(
+    opened: Opened, colmap: Mapping[str, str], voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE
+) -> Cells:
+    """Read the nuclei table: id, pt_root_id, pt_position (any encoding), optional volume."""
+    id_col = _required(opened, colmap, "id")
+    root_col = _required(opened, colmap, "pt_root_id")
+    pos = [source_column(colmap, opened, c) for c in split_columns("pt_position")]
+    pos_cols = (
+        [c for c in pos if c is not None]
+        if all(pos)
+        else [_required(opened, colmap, "pt_position")]
+    )
+    vol_col = source_column(colmap, opened, "volume")
+    frame = read_frame(
+        opened,
+        [id_col, root_col, *pos_cols, *([vol_col] if vol_col else [])],
+        int_columns=[id_col, root_col],
+    )
+    name = opened.name
+    nucleus_id = to_ids(frame[id_col], file=name, column=id_col)
+    root_id = to_ids(frame[root_col], file=name, column=root_col)
+    _duplicate(nucleus_id, name, id_col, "nucleus ID")
+    renamed = frame.rename(
+        columns={
+            c: k
+            for c, k in zip(
+                pos_cols,
+                split_columns("pt_position") if len(pos_cols) == 3 else ["pt_position"],
+                strict=True,
+            )
+        }
+    )
+    xyz = parse_positions(renamed, "pt_position", voxel_size=voxel_size, file=name)
+    if vol_col:
+        volume = pd.to_numeric(frame[vol_col], errors="coerce").to_numpy(
+            np.float64, na_value=np.nan
+        )
+        bad = frame[vol_col].notna().to_numpy() & np.isnan(volume)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise InputError(
+                f"volume is not a number: {frame[vol_col].iloc[i]!r}",
+                file=name,
+                column=vol_col,
+                row=i + 1,
+            )
+    else:
+        volume = np.full(len(nucleus_id), np.nan)
+    order = np.argsort(nucleus_id, kind="stable")
+    return Cells(
+        nucleus_id[order],
+        root_id[order],
+        xyz[order, 0].copy(),
+        xyz[order, 1].copy(),
+        xyz[order, 2].copy(),
+        volume[order],
+    )
+
+
+def load_annotation(
+    opened: Opened, colmap: Mapping[str, str], table: str, cells: Cells
+) -> tuple[dict[str, np.ndarray], int]:
+    """Read a neuron or cell-type table; return per-cell label arrays and unmatched row count."""
+    key_col = source_column(colmap, opened, "target_id") or _required(opened, colmap, "id")
+    type_col = _required(opened, colmap, "cell_type")
+    cls_col = source_column(colmap, opened, "classification_system")
+    cols = [key_col, type_col, *([cls_col] if cls_col else [])]
+    frame = read_frame(opened, cols, int_columns=[key_col])
+    name = opened.name
+    keys = to_ids(frame[key_col], file=name, column=key_col)
+    _duplicate(keys, name, key_col, "nucleus")
+    pos = np.searchsorted(cells.nucleus_id, keys).clip(0, max(len(cells) - 1, 0))
+    matched = (cells.nucleus_id[pos] == keys) if len(cells) else np.zeros(len(keys), bool)
+    target = pos[matched]
+    types = frame[type_col].to_numpy(dtype=object)
+    out: dict[str, np.ndarray] = {}
+    if table == NEURONS:
+        ok = np.isin(types, np.array(["neuron", "not-neuron"], dtype=object))
+        if not ok.all():
+            i = int(np.argmax(~ok))
+            raise InputError(
+                f"cell_type must be 'neuron' or 'not-neuron', got {types[i]!r}",
+                file=name,
+                column=type_col,
+                row=i + 1,
+            )
+        out["is_neuron"] = _aligned(len(cells), target, types[matched] == "neuron")
+    else:
+        missing = pd.isna(frame[type_col]).to_numpy()
+        if missing.any():
+            i = int(np.argmax(missing))
+            raise InputError("missing cell_type", file=name, column=type_col, row=i + 1)
+        out["cell_type"] = _aligned(len(cells), target, types[matched].astype(str))
+        if cls_col:
+            cls = frame[cls_col].to_numpy(dtype=object)[matched]
+            out["classification_system"] = _aligned(
+                len(cells),
+                target,
+                np.array([None if pd.isna(v) else str(v) for v in cls], dtype=object),
+            )
+    return out, int((~matched).sum())
+
+
+def _aligned(n: int, where: np.ndarray, values: np.ndarray) -> np.ndarray:
+    out = np.full(n, None, dtype=object)
+    out[where] = values.astype(object)
+    return out
+
+
+# --------------------------------------------------------------------------- synapses
+
+
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+
+
+def _synapse_batches(opened: Opened, colmap: Mapping[str, str], batch_rows: int) -> Iterator[Batch]:
+    pre_col = _required(opened, colmap, "pre_pt_root_id")
+    post_col = _required(opened, colmap, "post_pt_root_id")
+    id_col = source_column(colmap, opened, "id")
+    size_col = source_column(colmap, opened, "size")
+    cols = [pre_col, post_col, *([id_col] if id_col else []), *([size_col] if size_col else [])]
+    ints = [pre_col, post_col, *([id_col] if id_col else []), *([size_col] if size_col else [])]
+    name = opened.name
+    for offset, b in iter_batches(opened, cols, int_columns=ints, batch_rows=batch_rows):
+        pre = to_ids(b[pre_col], file=name, column=pre_col, row_offset=offset)
+        post = to_ids(b[post_col], file=name, column=post_col, row_offset=offset)
+        ids = (
+            to_ids(b[id_col], file=name, column=id_col, row_offset=offset)
+            if id_col
+            else np.arange(offset, offset + len(pre), dtype=np.int64)
+        )
+        sizes = (
+            to_sizes(b[size_col], file=name, column=size_col, row_offset=offset)
+            if size_col
+            else None
+        )
+        yield pre, post, ids, sizes
+
+
+def _prefetch(it: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """Run ``it`` in a background thread, ``depth`` items ahead (I/O and decode overlap compute)."""
+    q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in it:
+                if stop.is_set():
+                    return
+                q.put(("item", item))
+            q.put(("done", None))
+        except BaseException as e:  # re-raised in the consumer
+            q.put(("error", e))
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                assert isinstance(value, BaseException)
+                raise value
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                q.get(timeout=0.05)
+
+
+class RootIndex:
+    """Exact vectorised lookup: root ID -> cell index (>= 0), NONE, MULTI or ROOT0 (int32).
+
+    An open-address table (multiplicative hash, one slot per bucket) holds each root ID and its
+    value; root 0 is a key like any other. Buckets holding two or more roots are marked and their
+    queries fall back to a binary search in the sorted roots (a few percent of queries).
+    """
+
+    _EMPTY, _SHARED = -1, -2  # slot keys that no root (validated >= 0) can equal
+
+    def __init__(self, roots: np.ndarray) -> None:
+        self.roots = roots
+        nz = roots != 0
+        uniq, first, counts = np.unique(roots[nz], return_index=True, return_counts=True)
+        vals = np.where(counts == 1, np.flatnonzero(nz)[first], MULTI)
+        self.multi = uniq[counts > 1]
+        pos0 = int(np.searchsorted(uniq, 0))  # root 0 -> ROOT0 (uniq holds no 0)
+        self.keys = np.insert(uniq, pos0, 0).astype(np.int64)
+        self.vals = np.insert(vals, pos0, ROOT0).astype(np.int32)
+        bits = int(np.clip(np.ceil(np.log2(len(self.keys))) + 3, 10, 24))
+        self.shift = np.uint64(64 - bits)
+        self.slot_key = np.full(1 << bits, self._EMPTY, dtype=np.int64)
+        self.slot_val = np.full(1 << bits, NONE, dtype=np.int32)
+        slots = self._slots(self.keys)
+        self.slot_key[slots] = self.keys
+        self.slot_val[slots] = self.vals
+        self.slot_key[np.bincount(slots, minlength=1 << bits) > 1] = self._SHARED
+
+    def _slots(self, q: np.ndarray) -> np.ndarray:
+        h = q.view(np.uint64) * _MULT
+        h >>= self.shift
+        return h.view(np.int64)
+
+    def lookup(self, q: np.ndarray) -> np.ndarray:
+        slots = self._slots(q)
+        key = np.take(self.slot_key, slots)
+        out = np.where(key == q, np.take(self.slot_val, slots), np.int32(NONE))
+        shared = np.flatnonzero(key == self._SHARED)
+        if len(shared):
+            qs = q[shared]
+            pos = np.searchsorted(self.keys, qs).clip(0, len(self.keys) - 1)
+            found = self.keys[pos] == qs
+            out[shared[found]] = self.vals[pos[found]]
+        return out
+
+    def multi_nucleus_roots(self, nucleus_id: np.ndarray) -> dict[int, list[int]]:
+        hit = np.isin(self.roots, self.multi)
+        frame = pd.DataFrame({"root": self.roots[hit], "nucleus": nucleus_id[hit]})
+        return {int(r): sorted(int(v) for v in g) for r, g in frame.groupby("root")["nucleus"]}
+
+
+class SynapseAccumulator:
+    """Classifies synapse batches (rules in the module docstring) and keeps the used ones."""
+
+    def __init__(self, index: RootIndex, pool: Executor | None = None) -> None:
+        self.index = index
+        self.pool = pool
+        self.n = len(index.roots)
+        self.out_synapses = np.zeros(self.n, dtype=np.int64)
+        self.in_synapses = np.zeros(self.n, dtype=np.int64)
+        self.counts = dict.fromkeys(
+            (
+                "synapses_total",
+                "synapses_used",
+                "dropped_autapse",
+                "dropped_root0",
+                "dropped_multi_nucleus_root",
+                "dropped_partner_without_nucleus",
+            ),
+            0,
+        )
+        self.has_size: bool | None = None
+        self._keys: list[np.ndarray] = []
+        self._ids: list[np.ndarray] = []
+        self._sizes: list[np.ndarray] = []
+
+    def add(
+        self, pre: np.ndarray, post: np.ndarray, ids: np.ndarray, sizes: np.ndarray | None
+    ) -> None:
+        self.has_size = sizes is not None
+        if self.pool is None:
+            a, b = self.index.lookup(pre), self.index.lookup(post)
+        else:  # numpy releases the GIL: the two lookups run on two cores
+            pending = self.pool.submit(self.index.lookup, pre)
+            b = self.index.lookup(post)
+            a = pending.result()
+        aut = pre == post
+        n_aut = int(np.count_nonzero(aut))
+        if n_aut:  # autapses leave every count below
+            a[aut] = ROOT0
+            b[aut] = ROOT0
+        n = self.n
+        self.out_synapses += np.bincount(a + 3, minlength=n + 3)[3:]
+        self.in_synapses += np.bincount(b + 3, minlength=n + 3)[3:]
+        worst = np.minimum(a, b)  # ROOT0 < MULTI < NONE < cell: the order of the rules
+        used = np.flatnonzero(worst >= 0)
+        kinds = np.bincount(worst + 3, minlength=3)[:3]
+        c = self.counts
+        c["synapses_total"] += len(pre)
+        c["dropped_autapse"] += n_aut
+        c["dropped_root0"] += int(kinds[0]) - n_aut
+        c["dropped_multi_nucleus_root"] += int(kinds[1])
+        c["dropped_partner_without_nucleus"] += int(kinds[2])
+        c["synapses_used"] += len(used)
+        self._keys.append(a[used].astype(np.int64) * n + b[used])
+        self._ids.append(ids[used])
+        if sizes is not None:
+            self._sizes.append(sizes[used])
+
+    def edges(self, nucleus_id: np.ndarray) -> Edges:
+        empty = np.zeros(0, dtype=np.int64)
+        keys = np.concatenate(self._keys) if self._keys else empty
+        ids = np.concatenate(self._ids) if self._ids else empty
+        m = len(keys)
+        in_id_order = m < 2 or bool((ids[1:] > ids[:-1]).all())  # the usual case
+        if in_id_order and m and int(keys.max()) < (2**63 - 1) // m:
+            order = np.argsort(keys * m + np.arange(m))  # unique composite: fast SIMD sort
+        else:
+            order = np.lexsort((ids, keys))
+        keys, ids = keys[order], ids[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else empty
+        offsets = np.r_[starts, len(keys)].astype(np.int64)
+        pre = nucleus_id[keys[starts] // max(self.n, 1)]
+        post = nucleus_id[keys[starts] % max(self.n, 1)]
+        sizes = size = None
+        if self.has_size:
+            sizes = np.concatenate(self._sizes)[order].astype(np.int64)
+            size = np.add.reduceat(sizes, starts) if len(starts) else empty
+        return Edges(
+            pre=pre,
+            post=post,
+            synapses=np.diff(offsets),
+            size=size,
+            offsets=offsets,
+            synapse_ids=ids,
+            sizes=sizes,
+        )

@@ -1,0 +1,317 @@
+"""Attribution rules and aggregation (loaders.aggregate), checked against plain pandas.
+
+The reference below re-implements the contract with pandas merges and np.select; it shares no
+code with loaders.aggregate.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graph.errors import InputError
+from loaders.aggregate import RootIndex, build_release
+
+PINKY_MAPPING = {
+    "pre_pt_root_id": "pre_root_id",
+    "post_pt_root_id": "post_root_id",
+    "size": "cleft_vx",
+}
+BIG = 864691135987654321  # > 2**53: float64 would round it
+
+
+def shared_data() -> Path:
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    if not root.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"shared data missing at {root} (required when CI=true)")
+        pytest.skip(f"shared data not found at {root} (../shared/data beside the checkout)")
+    return root
+
+
+# ----------------------------------------------------------------------------- pandas reference
+
+
+def reference(nuclei: pd.DataFrame, syn: pd.DataFrame) -> dict[str, object]:
+    """The attribution contract, written independently with pandas."""
+    nz = nuclei[nuclei.pt_root_id != 0]
+    per_root = nz.groupby("pt_root_id").id.agg(list)
+    single = nz.drop_duplicates("pt_root_id", keep=False).set_index("pt_root_id").id
+    multi_roots = set(per_root[per_root.map(len) > 1].index)
+    s = syn.copy()
+    s["pre_n"] = s.pre_pt_root_id.map(single)
+    s["post_n"] = s.post_pt_root_id.map(single)
+    aut = s.pre_pt_root_id == s.post_pt_root_id
+    zero = (s.pre_pt_root_id == 0) | (s.post_pt_root_id == 0)
+    multi = s.pre_pt_root_id.isin(multi_roots) | s.post_pt_root_id.isin(multi_roots)
+    frag = s.pre_n.isna() | s.post_n.isna()
+    s["kind"] = np.select(
+        [aut, zero, multi, frag], ["autapse", "root0", "multi", "frag"], default="used"
+    )
+    kinds = s.kind.value_counts()
+    used = s[s.kind == "used"].sort_values("id")
+    g = used.groupby(["pre_n", "post_n"])
+    edges = pd.DataFrame(
+        {
+            "synapses": g.size(),
+            "size": g["size"].sum() if "size" in s else None,
+            "ids": g.id.agg(list),
+            "sizes": g["size"].agg(list) if "size" in s else None,
+        }
+    ).reset_index()
+    edges[["pre_n", "post_n"]] = edges[["pre_n", "post_n"]].astype("int64")
+    non_aut = s[~aut]
+    out = non_aut.dropna(subset=["pre_n"]).groupby("pre_n").size()
+    inn = non_aut.dropna(subset=["post_n"]).groupby("post_n").size()
+    return {
+        "counts": {
+            "synapses_total": len(s),
+            "synapses_used": int(kinds.get("used", 0)),
+            "dropped_autapse": int(kinds.get("autapse", 0)),
+            "dropped_root0": int(kinds.get("root0", 0)),
+            "dropped_multi_nucleus_root": int(kinds.get("multi", 0)),
+            "dropped_partner_without_nucleus": int(kinds.get("frag", 0)),
+            "edges": len(edges),
+            "cells": len(nuclei),
+        },
+        "edges": edges,
+        "out": {int(k): int(v) for k, v in out.items()},
+        "in": {int(k): int(v) for k, v in inn.items()},
+        "multi": {int(r): sorted(map(int, v)) for r, v in per_root.items() if len(v) > 1},
+    }
+
+
+def assert_matches(data, ref: dict[str, object], with_size: bool = True) -> None:  # noqa: ANN001
+    for k, v in ref["counts"].items():  # type: ignore[attr-defined]
+        assert data.counts[k] == v, k
+    edges = ref["edges"]
+    got = pd.DataFrame(
+        {"pre_n": data.edges.pre, "post_n": data.edges.post, "synapses": data.edges.synapses}
+    )
+    exp = edges.sort_values(["pre_n", "post_n"]).reset_index(drop=True)  # type: ignore[union-attr]
+    pd.testing.assert_frame_equal(got, exp[["pre_n", "post_n", "synapses"]], check_dtype=False)
+    rows = [r for batch in data.edges.iter_batches(7) for r in batch]
+    assert [r["synapse_ids"] for r in rows] == [list(map(int, v)) for v in exp.ids]
+    if with_size:
+        assert [r["size"] for r in rows] == exp["size"].astype(int).tolist()
+        assert [r["sizes"] for r in rows] == [list(map(int, v)) for v in exp.sizes]
+    else:
+        assert data.edges.size is None and data.edges.sizes is None
+        assert all(r["size"] is None and r["sizes"] == [] for r in rows)
+    nid = data.cells.nucleus_id.tolist()
+    assert dict(zip(nid, data.out_synapses.tolist(), strict=True)) == {
+        n: ref["out"].get(n, 0) for n in nid
+    }  # type: ignore[attr-defined]
+    assert dict(zip(nid, data.in_synapses.tolist(), strict=True)) == {
+        n: ref["in"].get(n, 0) for n in nid
+    }  # type: ignore[attr-defined]
+    assert data.multi_nucleus_roots == ref["multi"]
+
+
+# ----------------------------------------------------------------------------- hand-built table
+
+A, B, C, M, F = BIG, BIG + 1, BIG + 2, BIG + 3, BIG + 99  # M: two nuclei; F: fragment
+
+
+def hand_nuclei() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": [101, 102, 103, 104, 105, 106],
+            "pt_root_id": np.array([A, B, C, M, M, 0], dtype=np.int64),
+            "pt_position": ["[1 2 3]"] * 6,
+            "volume": [10.0, np.nan, 30.0, 40.0, 50.0, 60.0],
+        }
+    )
+
+
+def hand_synapses() -> pd.DataFrame:
+    rows = [  # id, pre, post, size
+        (50, A, B, 5),
+        (10, A, B, 7),
+        (30, A, B, 1),  # used A->B, ids out of order
+        (20, B, A, 2),  # used B->A
+        (21, B, C, 3),  # used B->C
+        (1, A, A, 9),
+        (2, F, F, 9),
+        (3, M, M, 9),
+        (4, 0, 0, 9),  # autapses (rule 1 first)
+        (5, A, 0, 1),
+        (6, 0, B, 1),
+        (7, M, 0, 1),  # root 0 (rule 2 before 3)
+        (8, A, M, 1),
+        (9, M, B, 1),
+        (11, M, F, 1),  # multi-nucleus root (rule 3 before 4)
+        (12, A, F, 1),
+        (13, F, C, 1),
+        (14, F, F + 1, 1),  # fragments
+    ]
+    return pd.DataFrame(rows, columns=["id", "pre_pt_root_id", "post_pt_root_id", "size"]).astype(
+        "int64"
+    )
+
+
+def test_hand_built_rules_match_pandas() -> None:
+    nuclei, syn = hand_nuclei(), hand_synapses()
+    data = build_release(nuclei, syn)
+    assert_matches(data, reference(nuclei, syn))
+    # the same rules, spelled out
+    assert data.counts["dropped_autapse"] == 4
+    assert data.counts["dropped_root0"] == 3
+    assert data.counts["dropped_multi_nucleus_root"] == 3
+    assert data.counts["dropped_partner_without_nucleus"] == 3
+    assert data.counts["synapses_used"] == 5
+    ab = next(r for r in next(data.edges.iter_batches()) if (r["pre"], r["post"]) == (101, 102))
+    assert ab == {
+        "pre": 101,
+        "post": 102,
+        "synapses": 3,
+        "size": 13,
+        "sizes": [7, 1, 5],
+        "synapse_ids": [10, 30, 50],
+    }
+    assert data.multi_nucleus_roots == {M: [104, 105]}
+
+
+def test_cells_record() -> None:
+    data = build_release(hand_nuclei().iloc[::-1], hand_synapses())
+    c = data.cells
+    assert c.nucleus_id.tolist() == [101, 102, 103, 104, 105, 106]  # sorted
+    assert c.root_id.dtype == np.int64 and c.root_id.tolist()[:3] == [A, B, C]
+    assert (c.x.tolist(), c.z.tolist()) == ([4.0] * 6, [120.0] * 6)
+    assert np.isnan(c.volume[1]) and c.volume[0] == 10.0
+    cell = next(data.iter_cell_batches())[1]
+    assert cell["volume"] is None and cell["root_id"] == B and "cell_type" not in cell
+
+
+def test_no_size_column_gives_none_never_numbers() -> None:
+    nuclei, syn = hand_nuclei(), hand_synapses().drop(columns="size")
+    data = build_release(nuclei, syn)
+    assert_matches(data, reference(nuclei, syn), with_size=False)
+
+
+def test_no_id_column_uses_row_index() -> None:
+    syn = hand_synapses().drop(columns="id")
+    data = build_release(hand_nuclei(), syn)
+    ab = next(r for r in next(data.edges.iter_batches()) if (r["pre"], r["post"]) == (101, 102))
+    assert ab["synapse_ids"] == [0, 1, 2] and ab["sizes"] == [5, 7, 1]
+
+
+def test_batching_does_not_change_the_result() -> None:
+    nuclei, syn = hand_nuclei(), hand_synapses()
+    seen: list[int] = []
+    data = build_release(nuclei, syn, batch_rows=4, on_rows=seen.append)
+    assert seen == [4, 4, 4, 4, 2]
+    assert_matches(data, reference(nuclei, syn))
+
+
+def test_random_tables_match_pandas() -> None:
+    rng = np.random.default_rng(7)
+    n = 3000
+    roots = BIG + rng.choice(10**12, size=n, replace=False).astype(np.int64)
+    roots[:20] = 0
+    roots[20:60] = roots[60:100]  # 40 multi-nucleus roots
+    nuclei = pd.DataFrame(
+        {
+            "id": rng.permutation(10**6)[:n],
+            "pt_root_id": roots,
+            "pt_position": [np.array([1, 2, 3])] * n,
+        }
+    )
+    pool = np.r_[roots, BIG + 10**13 + np.arange(2000)]  # cells, root 0, fragments
+    m = 200_000
+    syn = pd.DataFrame(
+        {
+            "id": rng.permutation(m) + 5,
+            "pre_pt_root_id": rng.choice(pool, m),
+            "post_pt_root_id": rng.choice(pool, m),
+            "size": rng.integers(0, 999, m),
+        }
+    )
+    syn.loc[::97, "post_pt_root_id"] = syn.loc[::97, "pre_pt_root_id"]
+    data = build_release(nuclei, syn, batch_rows=30_000)
+    ref = reference(nuclei, syn)
+    assert_matches(data, ref)
+    assert min(ref["counts"].values()) > 0  # type: ignore[attr-defined]  # every rule was hit
+
+
+def test_root_index_against_dict_lookup() -> None:
+    rng = np.random.default_rng(3)
+    roots = BIG + rng.choice(2**40, size=5000, replace=False).astype(np.int64)
+    index = RootIndex(roots)
+    assert (index.slot_key == -2).any(), "the test must exercise hash collisions"
+    queries = np.r_[roots, BIG + rng.integers(0, 2**40, 50_000), 0, 2**63 - 1]
+    expected = {int(r): i for i, r in enumerate(roots)}
+    want = [-3 if q == 0 else expected.get(int(q), -1) for q in queries.tolist()]
+    assert index.lookup(queries).tolist() == want
+
+
+# ----------------------------------------------------------------------------- annotations
+
+
+def test_annotations_neuron_and_cell_type_tables() -> None:
+    nuclei = hand_nuclei()
+    neurons = pd.DataFrame(
+        {
+            "id": [1, 2, 3, 4],
+            "target_id": [101, 102, 103, 999],
+            "cell_type": ["neuron", "not-neuron", "neuron", "neuron"],
+            "classification_system": ["is_neuron"] * 4,
+        }
+    )
+    types = pd.DataFrame(
+        {
+            "id": [103, 101, 7],
+            "cell_type": ["BC", "23P", "MC"],
+            "classification_system": ["inhibitory_neuron", None, "x"],
+        }
+    )
+    data = build_release(nuclei, hand_synapses(), neurons, types)
+    a = data.annotations
+    assert a.is_neuron is not None and a.is_neuron.tolist() == [True, False, True, None, None, None]
+    assert a.cell_type is not None and a.cell_type.tolist()[:4] == ["23P", None, "BC", None]
+    assert a.classification_system is not None
+    assert a.classification_system.tolist()[:3] == [None, None, "inhibitory_neuron"]
+    assert data.counts["neuron_rows_unmatched"] == 1
+    first = next(data.iter_cell_batches(2))
+    assert [(c["nucleus_id"], c["is_neuron"], c["cell_type"]) for c in first] == [
+        (101, True, "23P"),
+        (102, False, None),
+    ]
+    assert data.counts["cell_type_rows_unmatched"] == 1
+
+
+def test_annotation_duplicate_and_bad_value() -> None:
+    dup = pd.DataFrame({"target_id": [101, 102, 101], "cell_type": ["neuron"] * 3})
+    with pytest.raises(InputError) as err:
+        build_release(hand_nuclei(), hand_synapses(), neurons=dup)
+    assert (err.value.column, err.value.row) == ("target_id", 3)
+    bad = pd.DataFrame({"target_id": [101, 102], "cell_type": ["neuron", "glia"]})
+    with pytest.raises(InputError, match="'glia'") as err:
+        build_release(hand_nuclei(), hand_synapses(), neurons=bad)
+    assert (err.value.column, err.value.row) == ("cell_type", 2)
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+def test_pinky100_counts_match_pandas() -> None:
+    d = shared_data() / "microns_pinky100_v185"
+    somas, syn_file = d / "soma_valence_v185.csv", d / "soma_subgraph_synapses_spines_v185.csv"
+    data = build_release(somas, syn_file, cell_types=somas, mapping=PINKY_MAPPING)
+    nuclei = pd.read_csv(somas, dtype={"pt_root_id": "int64"})
+    syn = pd.read_csv(syn_file, dtype={"pre_root_id": "int64", "post_root_id": "int64"}).rename(
+        columns={v: k for k, v in PINKY_MAPPING.items()}
+    )
+    ref = reference(nuclei, syn)
+    assert_matches(data, ref)
+    # SOURCE.txt: 3 roots with 2 somas each, 2 autapses
+    assert len(data.multi_nucleus_roots) == 3
+    assert all(len(v) == 2 for v in data.multi_nucleus_roots.values())
+    assert data.counts["dropped_autapse"] == 2
+    assert data.cells.root_id.tolist() == nuclei.sort_values("id").pt_root_id.tolist()
+    assert data.annotations.cell_type is not None
+    assert set(data.annotations.cell_type.tolist()) == set(nuclei.cell_type)
