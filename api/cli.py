@@ -96,9 +96,9 @@ def neo4j_status() -> None:
         sys.exit(3)
 
 
-from api.cli_data import drop_release_cmd, list_releases_cmd, load, synth  # noqa: E402
+from api.cli_data import drop_release_cmd, list_releases_cmd, load, load_cave, synth  # noqa: E402
 
-for _cmd in (synth, load, list_releases_cmd, drop_release_cmd):
+for _cmd in (synth, load, load_cave, list_releases_cmd, drop_release_cmd):
     cli.add_command(_cmd)
 
 

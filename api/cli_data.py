@@ -139,3 +139,39 @@ def drop_release_cmd(version: int) -> None:
     with Database() as db:
         releases.drop_release(db, version)
     click.echo(f"release {version} dropped")
+
+
+@click.command("load-cave")
+@click.option("--datastack", default="minnie65_public", show_default=True)
+@click.option("--version", "version", type=click.IntRange(min=0), required=True, help="Materialization version.")
+@click.option("--neuron-table", help="e.g. nucleus_neuron_svm (v117-343) or nucleus_ref_neuron_svm (v661+).")
+@click.option("--cell-type-table", help="e.g. aibs_metamodel_celltypes_v661 (v795+).")
+@click.option("--row-limit", type=click.IntRange(min=1), default=200_000, show_default=True,
+              help="Rows per query; at most the server's cap. Answers that hit it are split and retried.")  # fmt: skip
+@click.option("--replace", is_flag=True, help="Replace a complete release of this version whole.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def load_cave(datastack: str, version: int, neuron_table: str | None, cell_type_table: str | None,
+              row_limit: int, replace: bool, progress: bool) -> None:  # fmt: skip
+    """Load one materialization version straight from a live CAVE service (needs the `cave` extra)."""
+    try:
+        from caveclient import CAVEclient
+    except ImportError:
+        raise BadRequest("caveclient is not installed: pip install 'connectome-graph[cave]'") from None
+    from tqdm import tqdm
+
+    from loaders.cave import read_cave_release
+    from loaders.load import write_release
+
+    client = CAVEclient(datastack)
+    with tqdm(desc=f"v{version} synapses fetched", unit=" rows", disable=not progress) as bar:
+        cave = read_cave_release(client, version, neuron_table=neuron_table,
+                                 cell_type_table=cell_type_table, row_limit=row_limit,
+                                 on_rows=bar.update)  # fmt: skip
+    data = cave.build()
+    ts = cave.timestamp
+    if isinstance(ts, str):
+        ts = parse_timestamp(ts)
+    with Database() as db:
+        summary = write_release(db, version, data, timestamp=ts, replace=replace, progress=progress)
+    for line in summary_lines(summary):
+        click.echo(line)

@@ -40,7 +40,7 @@ class ReleaseInfo:
 
     @classmethod
     def from_node(cls, node: Mapping[str, Any]) -> ReleaseInfo:
-        ts = node.get("timestamp")
+        ts: Any = node.get("timestamp")
         return cls(
             version=int(node["version"]),
             status=str(node["status"]),
