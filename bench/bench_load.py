@@ -92,7 +92,7 @@ def stage_write(path: Path, limit: int) -> dict[str, float]:
             releases.write_cells(db, SCRATCH_VERSION, rows)
         t_cells = time.perf_counter() - t
         t = time.perf_counter()
-        for rows in sub.iter_batches(5000):
+        for rows in sub.iter_batches(20_000):
             releases.write_edges(db, SCRATCH_VERSION, rows)
         dt = time.perf_counter() - t
         releases.drop_release(db, SCRATCH_VERSION)

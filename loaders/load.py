@@ -27,7 +27,7 @@ from loaders.readers import Source
 from loaders.tables import ReleaseData
 
 CELL_BATCH = 5_000
-EDGE_BATCH = 5_000
+EDGE_BATCH = 20_000
 RELEASE_PROPS = ("root_id", "is_neuron", "cell_type", "classification_system",
                  "out_synapses", "in_synapses")  # fmt: skip
 
