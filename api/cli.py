@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from api.cli_data import drop_release_cmd, list_releases_cmd, load, load_cave, synth
+from api.serve import serve
 from graph import server
 from graph.errors import CGraphError, InputError
 from graph.settings import ConnectionSettings, ServerSettings
@@ -96,9 +98,7 @@ def neo4j_status() -> None:
         sys.exit(3)
 
 
-from api.cli_data import drop_release_cmd, list_releases_cmd, load, load_cave, synth  # noqa: E402
-
-for _cmd in (synth, load, load_cave, list_releases_cmd, drop_release_cmd):
+for _cmd in (synth, load, load_cave, list_releases_cmd, drop_release_cmd, serve):
     cli.add_command(_cmd)
 
 

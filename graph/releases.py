@@ -149,7 +149,19 @@ SET r += $counts, r.status = $status, r.finished_at = datetime()
 #: display labels for Neo4j Browser colours (graph/browser-style.grass), from cell types
 DISPLAY_LABELS = ("Excitatory", "Inhibitory", "NonNeuron")
 CLASS_OF_TYPE = {
-    "Excitatory": ["23P", "4P", "5P-IT", "5P-ET", "5P-NP", "5P-PT", "6P-IT", "6P-CT", "6IT", "6CT", "e"],
+    "Excitatory": [
+        "23P",
+        "4P",
+        "5P-IT",
+        "5P-ET",
+        "5P-NP",
+        "5P-PT",
+        "6P-IT",
+        "6P-CT",
+        "6IT",
+        "6CT",
+        "e",
+    ],
     "Inhibitory": ["BC", "MC", "BPC", "NGC", "i"],
     "NonNeuron": ["OPC", "astrocyte", "microglia", "pericyte", "oligo", "g", "glia"],
 }

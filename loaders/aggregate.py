@@ -370,8 +370,12 @@ class RootIndex:
 
     def multi_nucleus_roots(self, nucleus_id: np.ndarray) -> dict[int, list[int]]:
         hit = np.isin(self.roots, self.multi)
-        frame = pd.DataFrame({"root": self.roots[hit], "nucleus": nucleus_id[hit]})
-        return {int(r): sorted(int(v) for v in g) for r, g in frame.groupby("root")["nucleus"]}
+        roots, nuclei = self.roots[hit], nucleus_id[hit]
+        order = np.lexsort((nuclei, roots))
+        out: dict[int, list[int]] = {}
+        for root, nucleus in zip(roots[order].tolist(), nuclei[order].tolist(), strict=True):
+            out.setdefault(root, []).append(nucleus)
+        return out
 
 
 class SynapseAccumulator:

@@ -1,0 +1,179 @@
+"""The GraphQL schema: read-only Query root, limits and error handling.
+
+The SDL is committed as `schema.graphql` (regenerate: `python -m api.schema > schema.graphql`);
+tests/api/test_schema.py fails when the two differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.printer import print_schema
+from strawberry.tools import merge_types
+
+from api.context import Context
+from api.errors import ErrorCodes, MaskInternalErrors
+from api.pagination import check_first, decode_cursor, encode_cursor, parse_root_id
+from api.partners import discard, drop_leftovers, prefetch
+from api.settings import DEFAULT_PAGE, ApiSettings
+from api.types import (
+    FIRST_DOC,
+    Cell,
+    CellConnection,
+    CtxInfo,
+    PageInfo,
+    Release,
+    cell_or_none,
+)
+from graph import queries
+from graph.errors import BadRequest
+from graph.naming import check_version
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Every release in the graph, by version (any status).")
+    async def releases(self, info: CtxInfo) -> list[Release]:
+        return [Release(info=r) for r in await queries.list_releases(info.context.adb)]
+
+    @strawberry.field(description="One release (null when not loaded).")
+    async def release(self, info: CtxInfo, version: int) -> Release | None:
+        found = await info.context.releases.load(check_version(version))
+        return None if found is None else Release(info=found)
+
+    @strawberry.field(description="A cell by nucleus ID (null when there is none).")
+    async def cell(self, info: CtxInfo, nucleus_id: int) -> Cell | None:
+        prefetch(info.context, nucleus_id, info.selected_fields)
+        record = await info.context.cells.load(nucleus_id)
+        if record is None:
+            await discard(info.context, nucleus_id)
+        return cell_or_none(record)
+
+    @strawberry.field(
+        description="The cell whose segment is rootId in a release; null for a segment without "
+        "nucleus. A root carrying several nuclei (merge error) answers BAD_REQUEST: use "
+        "cellsByRootId."
+    )
+    async def cell_by_root_id(self, info: CtxInfo, root_id: str, version: int) -> Cell | None:
+        cells = await _cells_by_root(info, root_id, version)
+        if len(cells) > 1:
+            ids = ", ".join(str(c.record.nucleus_id) for c in cells)
+            raise BadRequest(
+                f"root {root_id} carries {len(cells)} nuclei in release {version} ({ids}); "
+                "use cellsByRootId"
+            )
+        return cells[0] if cells else None
+
+    @strawberry.field(description="Every cell whose segment is rootId in a release.")
+    async def cells_by_root_id(self, info: CtxInfo, root_id: str, version: int) -> list[Cell]:
+        return await _cells_by_root(info, root_id, version)
+
+    @strawberry.field(description="Cells of a release in nucleus-ID order.")
+    async def cells(
+        self,
+        info: CtxInfo,
+        version: int,
+        cell_type: str | None = None,
+        is_neuron: bool | None = None,
+        first: Annotated[int, strawberry.argument(description=FIRST_DOC)] = DEFAULT_PAGE,
+        after: str | None = None,
+    ) -> CellConnection:
+        check_version(version)
+        check_first(first)
+        tag = f"CELLS:{version}"
+        key = decode_cursor(after, tag, 1) if after else None
+        page = await queries.list_cells(
+            info.context.adb,
+            version,
+            cell_type=cell_type,
+            is_neuron=is_neuron,
+            first=first,
+            after=int(key[0]) if key else None,
+        )
+        info.context.seen_complete(version)
+        info.context.prime_cells(page.cells)
+        last = page.cells[-1] if page.cells else None
+        return CellConnection(
+            nodes=[Cell(record=c) for c in page.cells],
+            page_info=PageInfo(
+                has_next_page=page.has_next,
+                end_cursor=encode_cursor(tag, last.nucleus_id) if last else None,
+            ),
+            version=version,
+            cell_type=cell_type,
+            is_neuron=is_neuron,
+        )
+
+
+async def _cells_by_root(info: CtxInfo, root_id: str, version: int) -> list[Cell]:
+    root = parse_root_id(root_id)
+    records = await queries.find_cells_by_root(info.context.adb, root, check_version(version))
+    info.context.seen_complete(version)
+    info.context.prime_cells(records)
+    return [Cell(record=r) for r in records]
+
+
+class PrefetchCleanup(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        yield
+        context = self.execution_context.context
+        if isinstance(context, Context):
+            drop_leftovers(context)
+
+
+class QuietSchema(strawberry.Schema):
+    """Logs only internal errors (api.errors.ErrorCodes does); coded ones are the client's."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        return None
+
+
+def build_schema(
+    settings: ApiSettings | None = None, extra_queries: Sequence[type] = ()
+) -> strawberry.Schema:
+    """The schema with its limits; `extra_queries` (strawberry types such as
+    api.motif_schema.MotifQuery) are merged into the root Query. Validation rules are built
+    once and shared (they are stateless); every extension instance is per request."""
+    s = settings or ApiSettings()
+    query = merge_types("Query", (Query, *extra_queries)) if extra_queries else Query
+    rules = [
+        *QueryDepthLimiter(max_depth=s.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules,
+    ]
+
+    def limits() -> SchemaExtension:
+        return AddValidationRules(rules)
+
+    return QuietSchema(
+        query=query,
+        # No ParserCache: its parse errors escape the operation hook (no code, no masking).
+        # on_operation hooks exit last-in first-out: ErrorCodes (last) codes the errors
+        # before MaskInternalErrors (first) masks the uncoded ones
+        extensions=[
+            MaskInternalErrors,
+            lambda: MaxTokensLimiter(max_token_count=s.max_tokens),
+            limits,
+            lambda: ValidationCache(maxsize=256),
+            PrefetchCleanup,
+            ErrorCodes,
+        ],
+    )
+
+
+def sdl() -> str:
+    return print_schema(build_schema()) + "\n"
+
+
+if __name__ == "__main__":
+    print(sdl(), end="")

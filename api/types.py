@@ -1,0 +1,351 @@
+"""GraphQL object types. 64-bit IDs (root IDs, synapse IDs) travel as strings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.types import Info
+
+from api.context import Context
+from api.pagination import encode_cursor
+from api.partners import SYNAPSE_FIELDS, fetch, partner_request, selects
+from api.settings import DEFAULT_PAGE, MAX_PAGE
+from graph import queries
+from graph.naming import check_version
+from graph.queries import CellRecord
+from graph.releases import ReleaseInfo
+
+CtxInfo = Info[Context, None]
+FIRST_DOC = f"Page size, at most {MAX_PAGE} (more answers LIMIT_EXCEEDED)."
+
+
+@strawberry.enum(description="Order of a partner page; ties are broken by partner nucleus ID.")
+class PartnerOrder(Enum):
+    SYNAPSES = "SYNAPSES"  # most synapses first
+    SIZE = "SIZE"  # largest summed cleft size first
+    NUCLEUS_ID = "NUCLEUS_ID"  # ascending nucleus ID
+
+
+@strawberry.enum(description="OUTPUTS: the cell is presynaptic; INPUTS: postsynaptic.")
+class Direction(Enum):
+    OUTPUTS = "OUTPUTS"
+    INPUTS = "INPUTS"
+
+
+@strawberry.enum
+class Change(Enum):
+    ADDED = "ADDED"
+    REMOVED = "REMOVED"
+    CHANGED = "CHANGED"
+    UNCHANGED = "UNCHANGED"
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+def _count(info: ReleaseInfo, key: str) -> float | None:
+    value = info.counts.get(key)
+    return None if value is None else float(value)
+
+
+@strawberry.type(description="A data release (CAVE materialization version).")
+class Release:
+    info: strawberry.Private[ReleaseInfo]
+
+    @strawberry.field
+    def version(self) -> int:
+        return self.info.version
+
+    @strawberry.field(description="Materialization time stamp (UTC).")
+    def timestamp(self) -> datetime | None:
+        return self.info.timestamp
+
+    @strawberry.field(description="loading, complete or failed; only complete ones are queryable.")
+    def status(self) -> str:
+        return self.info.status
+
+    @strawberry.field(description="Cells (nuclei) in the release.")
+    def cells(self) -> int:
+        return int(self.info.counts.get("cells", 0))
+
+    @strawberry.field(description="Cell-to-cell connections (directed pairs).")
+    def edges(self) -> int:
+        return int(self.info.counts.get("edges", 0))
+
+    @strawberry.field(description="Synapses attributed to cell-to-cell connections.")
+    def synapses(self) -> float:
+        return float(self.info.counts.get("synapses", 0))
+
+    @strawberry.field(description="All rows of the synapse table, fragments included.")
+    def synapses_total(self) -> float | None:
+        return _count(self.info, "synapses_total")
+
+    @strawberry.field
+    def dropped_autapse(self) -> float | None:
+        return _count(self.info, "dropped_autapse")
+
+    @strawberry.field
+    def dropped_root0(self) -> float | None:
+        return _count(self.info, "dropped_root0")
+
+    @strawberry.field
+    def dropped_multi_nucleus_root(self) -> float | None:
+        return _count(self.info, "dropped_multi_nucleus_root")
+
+    @strawberry.field
+    def dropped_partner_without_nucleus(self) -> float | None:
+        return _count(self.info, "dropped_partner_without_nucleus")
+
+    @strawberry.field(description="Root IDs carrying two or more nuclei (merge errors).")
+    def multi_nucleus_roots(self) -> int | None:
+        value = self.info.counts.get("multi_nucleus_roots")
+        return None if value is None else int(value)
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _release_value(
+    info: CtxInfo, rec: CellRecord, stem: str, version: int, convert: Callable[[Any], Any] = _same
+) -> Any:
+    """`stem` of the cell in release `version`: synchronously when the release is known complete
+    and the record holds the value (a partner page), else after batched loads (release
+    status, full cell). graphql-core awaits whichever comes back."""
+    check_version(version)
+    ctx = info.context
+    if version in ctx.complete and rec.has(stem, version):
+        return convert(rec.get(stem, version))
+
+    async def later() -> Any:
+        await ctx.require_complete(version)
+        full = rec if rec.has(stem, version) else await ctx.cells.load(rec.nucleus_id)
+        return None if full is None else convert(full.get(stem, version))
+
+    return later()
+
+
+def _cell_value(info: CtxInfo, rec: CellRecord, read: Callable[[CellRecord], Any]) -> Any:
+    """A release-independent value; a partial record (partner page) loads the full cell."""
+    if rec.complete:
+        return read(rec)
+
+    async def later() -> Any:
+        full = await info.context.cells.load(rec.nucleus_id)
+        return None if full is None else read(full)
+
+    return later()
+
+
+def _position(rec: CellRecord) -> list[float] | None:
+    pos = rec.position
+    return None if pos is None else list(pos)
+
+
+@strawberry.type(description="A cell: one nucleus. The nucleus ID is stable across releases.")
+class Cell:
+    record: strawberry.Private[CellRecord]
+
+    @strawberry.field
+    def nucleus_id(self) -> int:
+        return self.record.nucleus_id
+
+    @strawberry.field(description="Nucleus centroid [x, y, z] in nm.")
+    def position(self, info: CtxInfo) -> list[float] | None:
+        return _cell_value(info, self.record, _position)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="Nucleus volume in um^3.")
+    def volume(self, info: CtxInfo) -> float | None:
+        return _cell_value(info, self.record, lambda r: r.volume)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="Releases this cell is part of.")
+    def releases(self, info: CtxInfo) -> list[int]:
+        return _cell_value(info, self.record, lambda r: list(r.releases))  # type: ignore[no-any-return]
+
+    @strawberry.field(description="Root ID of the cell's segment in a release (null: not in it).")
+    def root_id(self, info: CtxInfo, version: int) -> str | None:
+        return _release_value(info, self.record, "root_id", version, _str)  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def cell_type(self, info: CtxInfo, version: int) -> str | None:
+        return _release_value(info, self.record, "cell_type", version)  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def classification_system(self, info: CtxInfo, version: int) -> str | None:
+        return _release_value(info, self.record, "classification_system", version)  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def is_neuron(self, info: CtxInfo, version: int) -> bool | None:
+        return _release_value(info, self.record, "is_neuron", version)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="All output synapses of the cell, fragments included.")
+    def out_synapses(self, info: CtxInfo, version: int) -> int | None:
+        return _release_value(info, self.record, "out_synapses", version)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="All input synapses of the cell, fragments included.")
+    def in_synapses(self, info: CtxInfo, version: int) -> int | None:
+        return _release_value(info, self.record, "in_synapses", version)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="Cells this cell synapses onto in a release.")
+    async def outputs(
+        self,
+        info: CtxInfo,
+        version: int,
+        min_synapses: int = 1,
+        min_size: float | None = None,
+        partner_cell_type: str | None = None,
+        order_by: PartnerOrder = PartnerOrder.SYNAPSES,
+        first: Annotated[int, strawberry.argument(description=FIRST_DOC)] = DEFAULT_PAGE,
+        after: str | None = None,
+    ) -> PartnerConnection:
+        return await _partners(
+            info, self.record, Direction.OUTPUTS, order_by, version=version,
+            min_synapses=min_synapses, min_size=min_size, partner_cell_type=partner_cell_type,
+            first=first, after=after,
+        )  # fmt: skip
+
+    @strawberry.field(description="Cells that synapse onto this cell in a release.")
+    async def inputs(
+        self,
+        info: CtxInfo,
+        version: int,
+        min_synapses: int = 1,
+        min_size: float | None = None,
+        partner_cell_type: str | None = None,
+        order_by: PartnerOrder = PartnerOrder.SYNAPSES,
+        first: Annotated[int, strawberry.argument(description=FIRST_DOC)] = DEFAULT_PAGE,
+        after: str | None = None,
+    ) -> PartnerConnection:
+        return await _partners(
+            info, self.record, Direction.INPUTS, order_by, version=version,
+            min_synapses=min_synapses, min_size=min_size, partner_cell_type=partner_cell_type,
+            first=first, after=after,
+        )  # fmt: skip
+
+    @strawberry.field(
+        description="Partners in either release with their synapse counts, by nucleus ID."
+    )
+    async def connectivity_diff(
+        self, info: CtxInfo, from_version: int, to_version: int, direction: Direction
+    ) -> list[PartnerChange]:
+        changes = await queries.diff_partners(
+            info.context.adb,
+            self.record.nucleus_id,
+            from_version,
+            to_version,
+            queries.Direction[direction.name],
+        )
+        info.context.seen_complete(from_version, to_version)
+        return [
+            PartnerChange(
+                cell=Cell(record=c.cell),
+                before=c.before,
+                after=c.after,
+                change=Change[c.change.name],
+            )
+            for c in changes
+        ]
+
+
+@strawberry.type(description="A cell-to-cell connection seen from one of its cells.")
+class Partner:
+    cell: Cell
+    nucleus_id: int = strawberry.field(description="The partner's nucleus ID (= cell.nucleusId).")
+    root_id: str | None = strawberry.field(
+        description="The partner's root ID in the release of the page (= cell.rootId(version))."
+    )
+    cell_type: str | None = strawberry.field(
+        description="The partner's cell type in the release of the page."
+    )
+    synapses: int
+    size: float | None = strawberry.field(
+        description="Summed synaptic cleft size (voxels); null when the source had no sizes."
+    )
+    sizes: list[int] = strawberry.field(description="Per-synapse sizes, by synapse ID.")
+    synapse_ids: list[str] = strawberry.field(description="Synapse IDs, ascending.")
+
+    @strawberry.field
+    def mean_size(self) -> float | None:
+        return None if self.size is None else self.size / self.synapses
+
+
+@strawberry.type
+class PartnerConnection:
+    nodes: list[Partner]
+    total_count: int = strawberry.field(description="Partners matching the filters, all pages.")
+    page_info: PageInfo
+
+
+@strawberry.type
+class PartnerChange:
+    cell: Cell
+    before: int = strawberry.field(description="Synapses in fromVersion (0: no connection).")
+    after: int = strawberry.field(description="Synapses in toVersion (0: no connection).")
+    change: Change
+
+
+async def _partners(
+    info: CtxInfo,
+    cell: CellRecord,
+    direction: Direction,
+    order: PartnerOrder,
+    **args: Any,
+) -> PartnerConnection:
+    req = partner_request(
+        cell.nucleus_id,
+        direction.name,
+        order_by=order.name,
+        with_synapses=selects(info.selected_fields, SYNAPSE_FIELDS),
+        **args,
+    )
+    page = await fetch(info.context, req)
+    nodes = [
+        Partner(
+            cell=Cell(record=p.cell),
+            nucleus_id=p.cell.nucleus_id,
+            root_id=_str(p.cell.get("root_id", req.version)),
+            cell_type=p.cell.get("cell_type", req.version),
+            synapses=p.synapses,
+            size=None if p.size is None else float(p.size),
+            sizes=list(p.sizes),
+            synapse_ids=[str(i) for i in p.synapse_ids],
+        )
+        for p in page.partners
+    ]
+    last = page.partners[-1] if page.partners else None
+    end = encode_cursor(req.tag, last.key, last.cell.nucleus_id) if last else None
+    return PartnerConnection(
+        nodes=nodes,
+        total_count=page.total,
+        page_info=PageInfo(has_next_page=page.has_next, end_cursor=end),
+    )
+
+
+@strawberry.type
+class CellConnection:
+    nodes: list[Cell]
+    page_info: PageInfo
+    version: strawberry.Private[int]
+    cell_type: strawberry.Private[str | None]
+    is_neuron: strawberry.Private[bool | None]
+
+    @strawberry.field(description="Cells matching the filters, all pages (one extra query).")
+    async def total_count(self, info: CtxInfo) -> int:
+        return await queries.count_cells(
+            info.context.adb, self.version, cell_type=self.cell_type, is_neuron=self.is_neuron
+        )
+
+
+def cell_or_none(record: CellRecord | None) -> Cell | None:
+    return None if record is None else Cell(record=record)

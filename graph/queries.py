@@ -1,0 +1,456 @@
+"""Every read the GraphQL API makes, as async functions over :class:`graph.driver.AsyncDatabase`.
+
+Release-scoped reads carry their own release guard: one statement reads the status of the
+releases it needs and runs the body only when all of them are ``complete``, so a query costs
+one round trip and never reads a release that is loading, failed or being dropped. The guard's
+statuses become :class:`UnknownRelease` / :class:`ReleaseNotReady` here.
+
+Dynamic Cypher is limited to per-release names from :mod:`graph.naming`; every value is a
+``$parameter``. Partner queries seek the cell by ``nucleus_id`` (unique constraint index) and
+expand only the release's relationship type; pages are keyset pages over a total order
+(the sort key, then the partner's nucleus ID).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import neo4j
+
+from graph.driver import AsyncDatabase, mapped_errors
+from graph.errors import ReleaseNotReady, UnknownRelease
+from graph.naming import check_version, prop, rel_type
+from graph.releases import COMPLETE, LIST_RELEASES, ReleaseInfo
+
+log = logging.getLogger(__name__)
+
+MISSING = "missing"
+
+
+class Direction(Enum):
+    OUTPUTS = "outputs"  # (cell)-[:SYNAPSE_Vn]->(partner)
+    INPUTS = "inputs"  # (cell)<-[:SYNAPSE_Vn]-(partner)
+
+
+class PartnerOrder(Enum):
+    SYNAPSES = "synapses"  # most synapses first
+    SIZE = "size"  # largest summed cleft size first (edges without sizes last)
+    NUCLEUS_ID = "nucleus_id"  # ascending partner nucleus ID
+
+
+class Change(Enum):
+    ADDED = "added"
+    REMOVED = "removed"
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class CellRecord:
+    """A (:Cell) node. `complete`: every property was read; otherwise (a partner row) only
+    `nucleus_id` and the keys present in `props` are known."""
+
+    nucleus_id: int
+    props: Mapping[str, Any] = field(repr=False)
+    complete: bool = True
+
+    @classmethod
+    def from_props(cls, node: Mapping[str, Any]) -> CellRecord:
+        return cls(nucleus_id=int(node["nucleus_id"]), props=node)
+
+    @property
+    def position(self) -> tuple[float, float, float] | None:
+        pos = self.props.get("position")
+        return None if pos is None else (float(pos.x), float(pos.y), float(pos.z))
+
+    @property
+    def volume(self) -> float | None:
+        value = self.props.get("volume")
+        return None if value is None else float(value)
+
+    @property
+    def releases(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.props.get("releases") or ())
+
+    def has(self, stem: str, version: int) -> bool:
+        """Whether `get(stem, version)` is known (always, for a complete record)."""
+        return self.complete or prop(stem, version) in self.props
+
+    def get(self, stem: str, version: int) -> Any:
+        """The release property `stem` in `version` (None when the cell is not in it)."""
+        return self.props.get(prop(stem, version))
+
+
+@dataclass(frozen=True)
+class Partner:
+    cell: CellRecord
+    synapses: int
+    size: int | None  # summed cleft size; None when the source had no sizes
+    sizes: tuple[int, ...]
+    synapse_ids: tuple[int, ...]
+    key: float  # the sort key of the page order (for cursors)
+
+
+@dataclass(frozen=True)
+class PartnerFilter:
+    min_synapses: int = 1
+    min_size: float | None = None
+    partner_cell_type: str | None = None
+
+
+@dataclass(frozen=True)
+class PartnerPage:
+    total: int  # partners matching the filter, all pages
+    partners: list[Partner]
+    has_next: bool
+
+
+@dataclass(frozen=True)
+class CellPage:
+    cells: list[CellRecord]
+    has_next: bool
+
+
+@dataclass(frozen=True)
+class PartnerChange:
+    cell: CellRecord
+    before: int
+    after: int
+    change: Change
+
+
+# --------------------------------------------------------------------------- reads
+
+
+async def _read(
+    adb: AsyncDatabase, cypher: str, params: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """One auto-commit read, in a READ-mode session (the server refuses writes in it), under
+    the per-query timeout (QueryTimeout), errors mapped like AsyncDatabase.read.
+
+    Why not AsyncDatabase.read: for a 200-partner page it costs 4.7 ms against 1.6 ms here
+    (measured on the 10M bench release): a managed transaction adds BEGIN/COMMIT round trips
+    and `Record.data()` walks every nested value in Python. These statements return plain
+    values (no nodes), so `dict(record)` is enough. No retries: a failed read is reported.
+    """
+    seconds = adb.settings.query_timeout
+    log.debug("cypher: %s params: %s", cypher, params)
+    with mapped_errors(adb.settings, seconds):
+        async with adb.driver.session(
+            database=adb.name, default_access_mode=neo4j.READ_ACCESS
+        ) as session:
+            result = await session.run(neo4j.Query(cypher, timeout=seconds), dict(params or {}))  # type: ignore[arg-type]
+            return [dict(r) async for r in result]
+
+
+# --------------------------------------------------------------------------- guard
+
+GUARD = """
+CALL () {
+  UNWIND $versions AS v
+  OPTIONAL MATCH (r:Release {version: v})
+  RETURN collect(coalesce(r.status, 'missing')) AS statuses
+}
+WITH statuses, all(s IN statuses WHERE s = 'complete') AS ok
+"""
+
+
+def _check(versions: Sequence[int], statuses: Sequence[str]) -> None:
+    for v, status in zip(versions, statuses, strict=True):
+        if status == MISSING:
+            raise UnknownRelease(v)
+        if status != COMPLETE:
+            raise ReleaseNotReady(v, status)
+
+
+async def _guarded(
+    adb: AsyncDatabase, cypher: str, versions: Sequence[int], params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Run a guarded statement (GUARD + an aggregating body); raise on a release not complete."""
+    vs = [check_version(v) for v in versions]
+    rows = await _read(adb, cypher, {**params, "versions": vs})
+    row = rows[0]
+    _check(vs, row["statuses"])
+    return row
+
+
+# --------------------------------------------------------------------------- releases
+
+GET_RELEASES = """
+UNWIND $versions AS v
+MATCH (r:Release {version: v})
+RETURN properties(r) AS r
+"""
+
+
+async def list_releases(adb: AsyncDatabase) -> list[ReleaseInfo]:
+    return [ReleaseInfo.from_node(r["r"]) for r in await _read(adb, LIST_RELEASES)]
+
+
+async def get_releases(adb: AsyncDatabase, versions: Sequence[int]) -> list[ReleaseInfo | None]:
+    """Releases by version, in the order asked (None for a version not loaded)."""
+    rows = await _read(adb, GET_RELEASES, {"versions": [check_version(v) for v in versions]})
+    found = {int(r["r"]["version"]): ReleaseInfo.from_node(r["r"]) for r in rows}
+    return [found.get(v) for v in versions]
+
+
+# --------------------------------------------------------------------------- cells
+
+GET_CELLS = """
+CALL () {
+  MATCH (r:Release) WHERE r.status = 'complete'
+  RETURN collect(r.version) AS complete
+}
+CALL () {
+  UNWIND $ids AS id
+  MATCH (c:Cell {nucleus_id: id})
+  RETURN collect(properties(c)) AS cells
+}
+RETURN complete, cells
+"""
+
+
+async def get_cells(
+    adb: AsyncDatabase, nucleus_ids: Sequence[int]
+) -> tuple[list[CellRecord | None], list[int]]:
+    """Cells by nucleus ID, in the order asked (None for an ID with no cell), and the versions
+    of the complete releases at the time (so that per-release fields need no second query)."""
+    (row,) = await _read(adb, GET_CELLS, {"ids": list(nucleus_ids)})
+    found = {int(c["nucleus_id"]): CellRecord.from_props(c) for c in row["cells"]}
+    return [found.get(i) for i in nucleus_ids], [int(v) for v in row["complete"]]
+
+
+def cells_by_root_cypher(version: int) -> str:
+    return (
+        GUARD
+        + f"""
+CALL (ok) {{
+  MATCH (c:Cell) WHERE ok AND c.{prop("root_id", version)} = $root_id
+  WITH c ORDER BY c.nucleus_id
+  RETURN collect(properties(c)) AS cells
+}}
+RETURN statuses, cells
+"""
+    )
+
+
+async def find_cells_by_root(adb: AsyncDatabase, root_id: int, version: int) -> list[CellRecord]:
+    """Cells whose segment is `root_id` in `version` (several for a multi-nucleus root)."""
+    row = await _guarded(adb, cells_by_root_cypher(version), [version], {"root_id": root_id})
+    return [CellRecord.from_props(c) for c in row["cells"]]
+
+
+def _cell_filter(version: int) -> str:
+    return f"""c.{prop("root_id", version)} IS NOT NULL
+    AND ($cell_type IS NULL OR c.{prop("cell_type", version)} = $cell_type)
+    AND ($is_neuron IS NULL OR c.{prop("is_neuron", version)} = $is_neuron)"""
+
+
+def list_cells_cypher(version: int) -> str:
+    return (
+        GUARD
+        + f"""
+CALL (ok) {{
+  MATCH (c:Cell)
+  WHERE ok AND ($after IS NULL OR c.nucleus_id > $after) AND {_cell_filter(version)}
+  WITH c ORDER BY c.nucleus_id LIMIT $first + 1
+  RETURN collect(properties(c)) AS cells
+}}
+RETURN statuses, cells
+"""
+    )
+
+
+def count_cells_cypher(version: int) -> str:
+    return (
+        GUARD
+        + f"""
+CALL (ok) {{
+  MATCH (c:Cell) WHERE ok AND {_cell_filter(version)}
+  RETURN count(c) AS total
+}}
+RETURN statuses, total
+"""
+    )
+
+
+async def list_cells(
+    adb: AsyncDatabase,
+    version: int,
+    *,
+    cell_type: str | None = None,
+    is_neuron: bool | None = None,
+    first: int = 100,
+    after: int | None = None,
+) -> CellPage:
+    """Cells of a release in nucleus-ID order, `first` after nucleus ID `after`."""
+    params = {"cell_type": cell_type, "is_neuron": is_neuron, "first": first, "after": after}
+    row = await _guarded(adb, list_cells_cypher(version), [version], params)
+    cells = [CellRecord.from_props(c) for c in row["cells"]]
+    return CellPage(cells=cells[:first], has_next=len(cells) > first)
+
+
+async def count_cells(
+    adb: AsyncDatabase,
+    version: int,
+    *,
+    cell_type: str | None = None,
+    is_neuron: bool | None = None,
+) -> int:
+    params = {"cell_type": cell_type, "is_neuron": is_neuron}
+    row = await _guarded(adb, count_cells_cypher(version), [version], params)
+    return int(row["total"])
+
+
+# --------------------------------------------------------------------------- partners
+
+
+def _pattern(version: int, direction: Direction) -> str:
+    rel = rel_type(version)
+    if direction is Direction.OUTPUTS:
+        return f"(c)-[e:{rel}]->(p:Cell)"
+    return f"(c)<-[e:{rel}]-(p:Cell)"
+
+
+_SORT_KEY = {
+    PartnerOrder.SYNAPSES: ("e.synapses", "DESC", "<"),
+    PartnerOrder.SIZE: ("coalesce(e.size, -1)", "DESC", "<"),
+    PartnerOrder.NUCLEUS_ID: ("p.nucleus_id", "ASC", ">"),
+}
+
+
+def partners_cypher(version: int, direction: Direction, order: PartnerOrder) -> str:
+    """Guarded keyset page of a cell's partners plus the filtered total.
+
+    Parameters: versions, nucleus_id, min_synapses, min_size, cell_type, first, after_key,
+    after_id (both null for the first page), with_synapses (return sizes and synapse IDs).
+    A page row is [key, nucleus_id, root_id, cell_type, synapses, size, sizes, synapse_ids].
+    """
+    key, sort, before = _SORT_KEY[order]
+    root, ctype = prop("root_id", version), prop("cell_type", version)
+    return (
+        GUARD
+        + f"""
+CALL (ok) {{
+  MATCH (c:Cell {{nucleus_id: $nucleus_id}}) WHERE ok
+  MATCH {_pattern(version, direction)}
+  WHERE e.synapses >= $min_synapses
+    AND ($min_size IS NULL OR e.size >= $min_size)
+    AND ($cell_type IS NULL OR p.{prop("cell_type", version)} = $cell_type)
+  WITH e, p, {key} AS k
+  ORDER BY k {sort}, p.nucleus_id
+  WITH collect({{k: k, e: e, p: p}}) AS rows
+  WITH rows, [x IN rows WHERE $after_key IS NULL OR x.k {before} $after_key
+              OR (x.k = $after_key AND x.p.nucleus_id > $after_id)] AS rest
+  RETURN size(rows) AS total, size(rest) > $first AS has_next,
+         [x IN rest[0..$first] | [x.k, x.p.nucleus_id, x.p.{root}, x.p.{ctype},
+           x.e.synapses, x.e.size,
+           CASE WHEN $with_synapses THEN x.e.sizes END,
+           CASE WHEN $with_synapses THEN x.e.synapse_ids END]] AS page
+}}
+RETURN statuses, total, has_next, page
+"""
+    )
+
+
+def _partner(row: Sequence[Any], version: int) -> Partner:
+    key, nucleus_id, root_id, cell_type, synapses, size, sizes, synapse_ids = row
+    props = {"nucleus_id": nucleus_id, prop("root_id", version): root_id,
+             prop("cell_type", version): cell_type}  # fmt: skip
+    return Partner(
+        cell=CellRecord(nucleus_id=int(nucleus_id), props=props, complete=False),
+        synapses=int(synapses),
+        size=None if size is None else int(size),
+        sizes=tuple(sizes or ()),
+        synapse_ids=tuple(synapse_ids or ()),
+        key=key,
+    )
+
+
+async def list_partners(
+    adb: AsyncDatabase,
+    nucleus_id: int,
+    version: int,
+    direction: Direction,
+    *,
+    where: PartnerFilter = PartnerFilter(),  # noqa: B008 - frozen, shared safely
+    order: PartnerOrder = PartnerOrder.SYNAPSES,
+    first: int = 100,
+    after: tuple[float, int] | None = None,
+    with_synapses: bool = True,
+) -> PartnerPage:
+    """One page of the output (or input) partners of a cell in a release.
+
+    `after` is (sort key, partner nucleus ID) of the last partner of the previous page.
+    Partner cells come back partial (nucleus ID, root ID and cell type in `version`);
+    `with_synapses=False` leaves out per-synapse sizes and IDs.
+    """
+    params = {
+        "nucleus_id": nucleus_id,
+        "min_synapses": where.min_synapses,
+        "min_size": where.min_size,
+        "cell_type": where.partner_cell_type,
+        "first": first,
+        "after_key": after[0] if after else None,
+        "after_id": after[1] if after else None,
+        "with_synapses": with_synapses,
+    }
+    row = await _guarded(adb, partners_cypher(version, direction, order), [version], params)
+    return PartnerPage(
+        total=int(row["total"] or 0),
+        partners=[_partner(r, version) for r in row["page"]],
+        has_next=bool(row["has_next"]),
+    )
+
+
+def diff_cypher(from_version: int, to_version: int, direction: Direction) -> str:
+    return (
+        GUARD
+        + f"""
+CALL (ok) {{
+  OPTIONAL MATCH (c:Cell {{nucleus_id: $nucleus_id}}) WHERE ok
+  CALL (c) {{
+    MATCH {_pattern(from_version, direction)}
+    RETURN collect({{id: p.nucleus_id, n: e.synapses, p: properties(p)}}) AS before
+  }}
+  CALL (c) {{
+    MATCH {_pattern(to_version, direction)}
+    RETURN collect({{id: p.nucleus_id, n: e.synapses, p: properties(p)}}) AS after
+  }}
+  RETURN before, after
+}}
+RETURN statuses, before, after
+"""
+    )
+
+
+def _change(before: int, after: int) -> Change:
+    if before == 0:
+        return Change.ADDED
+    if after == 0:
+        return Change.REMOVED
+    return Change.UNCHANGED if before == after else Change.CHANGED
+
+
+async def diff_partners(
+    adb: AsyncDatabase, nucleus_id: int, from_version: int, to_version: int, direction: Direction
+) -> list[PartnerChange]:
+    """Partners of a cell in either release, by nucleus ID, with synapse counts before/after."""
+    cypher = diff_cypher(from_version, to_version, direction)
+    row = await _guarded(adb, cypher, [from_version, to_version], {"nucleus_id": nucleus_id})
+    before = {int(x["id"]): int(x["n"]) for x in row["before"] or ()}
+    after = {int(x["id"]): int(x["n"]) for x in row["after"] or ()}
+    props = {int(x["id"]): x["p"] for x in [*(row["before"] or ()), *(row["after"] or ())]}
+    return [
+        PartnerChange(
+            cell=CellRecord.from_props(props[i]),
+            before=before.get(i, 0),
+            after=after.get(i, 0),
+            change=_change(before.get(i, 0), after.get(i, 0)),
+        )
+        for i in sorted(props)
+    ]
