@@ -120,8 +120,14 @@ class AsyncDatabase:
     def __init__(self, settings: ConnectionSettings | None = None) -> None:
         self.settings = settings or ConnectionSettings.from_env()
         with mapped_errors(self.settings):
+            # a service answers fast or says UNAVAILABLE: no 30 s waits on a dead server
             self.driver = neo4j.AsyncGraphDatabase.driver(
-                self.settings.uri, auth=_auth(self.settings), max_connection_pool_size=64
+                self.settings.uri,
+                auth=_auth(self.settings),
+                max_connection_pool_size=64,
+                connection_timeout=5.0,
+                connection_acquisition_timeout=10.0,
+                max_transaction_retry_time=5.0,
             )
 
     @property
@@ -144,6 +150,23 @@ class AsyncDatabase:
         with mapped_errors(self.settings, seconds):
             async with self.driver.session(database=self.name) as s:
                 return await s.execute_read(work)
+
+    async def read_auto(
+        self, cypher: str, params: Params | None = None, *, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """One auto-commit read in a READ-mode session (the server refuses writes in it), under
+        the query timeout. For the service's hot path: a managed transaction adds BEGIN/COMMIT
+        round trips (4.7 ms against 1.6 ms for a 200-partner page on the 10M bench release) and
+        `Record.data()` walks every value in Python; callers return plain values, so
+        `dict(record)` is enough. No retries: a failed read is reported, not repeated."""
+        seconds = timeout if timeout is not None else self.settings.query_timeout
+        query = neo4j.Query(cypher, timeout=seconds)  # type: ignore[arg-type]
+        with mapped_errors(self.settings, seconds):
+            async with self.driver.session(
+                database=self.name, default_access_mode=neo4j.READ_ACCESS
+            ) as session:
+                result = await session.run(query, dict(params or {}))
+                return [dict(r) async for r in result]
 
     async def ping(self) -> bool:
         try:
