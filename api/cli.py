@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from api.cli_data import drop_release_cmd, list_releases_cmd, load, load_cave, synth
+from api.cli_motif import census_cmd, motif_cmd
 from api.serve import serve
 from graph import server
 from graph.errors import CGraphError, InputError
@@ -98,7 +99,7 @@ def neo4j_status() -> None:
         sys.exit(3)
 
 
-for _cmd in (synth, load, load_cave, list_releases_cmd, drop_release_cmd, serve):
+for _cmd in (synth, load, load_cave, list_releases_cmd, drop_release_cmd, serve, motif_cmd, census_cmd):
     cli.add_command(_cmd)
 
 

@@ -139,6 +139,9 @@ class QuietSchema(strawberry.Schema):
         return None
 
 
+from api.motif_schema import MotifQuery  # noqa: E402  (imports api.types, not this module)
+
+
 def build_schema(
     settings: ApiSettings | None = None, extra_queries: Sequence[type] = ()
 ) -> strawberry.Schema:
@@ -146,7 +149,7 @@ def build_schema(
     api.motif_schema.MotifQuery) are merged into the root Query. Validation rules are built
     once and shared (they are stateless); every extension instance is per request."""
     s = settings or ApiSettings()
-    query = merge_types("Query", (Query, *extra_queries)) if extra_queries else Query
+    query = merge_types("Query", (Query, MotifQuery, *extra_queries))
     rules = [
         *QueryDepthLimiter(max_depth=s.max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules,

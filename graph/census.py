@@ -1,10 +1,12 @@
-"""In-memory release graphs, the exact triad census and its null models.
+"""In-memory release graphs and the exact triad census (null models: graph.nullmodel).
 
 A :class:`ReleaseGraph` holds one release as numpy arrays (cells sorted by
-nucleus id, edges sorted by (src, dst), CSR out/in adjacency). The census is
-vectorised: dyads come from the edge arrays, open triads from per-cell degree
-counts, closed triads from a degree-ordered triangle enumeration, and 003 is
-C(n, 3) minus the rest, all as Python ints.
+nucleus id, edges sorted by (src, dst), CSR out/in adjacency). The census
+(:func:`census_counts`) works on plain edge arrays in any order: dyads from one
+sort of the pair keys, open triads from per-cell degree counts, closed triads
+from a histogram of the 64 directed patterns of every triangle (degree-ordered
+forward algorithm with a dense per-block mark table, int32, memory-bound), and
+003 is C(n, 3) minus the rest, all as Python ints. About 0.6 s for 1.2M edges.
 
     >>> g = ReleaseGraph.build(np.arange(3), np.array([0, 1]), np.array([1, 2]))
     >>> triad_census(g)["021C"]
@@ -13,14 +15,14 @@ C(n, 3) minus the rest, all as Python ints.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from math import comb, prod
-from typing import Any, Literal
+from math import comb
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from graph.budget import Deadline, check
 
 IntArray = npt.NDArray[np.int64]
 
@@ -170,10 +172,13 @@ class ReleaseGraph:
             idx.append(i)
         return cls.build(ids, idx[0], idx[1], **attrs)
 
-    def subgraph(self, node_mask: npt.NDArray[np.bool_]) -> ReleaseGraph:
-        """The subgraph induced by the cells where ``node_mask`` is True."""
+    def subgraph(self, node_mask: npt.NDArray[np.bool_], *, min_synapses: int = 1) -> ReleaseGraph:
+        """The subgraph induced by the cells where ``node_mask`` is True, keeping only
+        edges with at least ``min_synapses`` synapses."""
         new_index = np.cumsum(node_mask) - 1
         keep = node_mask[self.src] & node_mask[self.dst]
+        if min_synapses > 1:
+            keep &= self.synapses >= min_synapses
 
         def sub(a: npt.NDArray[np.object_] | None) -> npt.NDArray[np.object_] | None:
             return None if a is None else a[node_mask]
@@ -240,212 +245,161 @@ for _p in range(64):
     for _q in _paths:
         _PATTERN_PATHS[_p, _INDEX[_q]] += 1 if len(_paths) == 3 else 0
 
-_WEDGE_CHUNK = 4_000_000
+#: Per-pattern number of asymmetric and of mutual pairs among the triangle's three pairs.
+_PATTERN_ASYM = np.zeros(64, dtype=np.int64)
+_PATTERN_MUT = np.zeros(64, dtype=np.int64)
+for _p in range(64):
+    for _k in (_p & 3, (_p >> 2) & 3, (_p >> 4) & 3):
+        _PATTERN_ASYM[_p] += _k in (1, 2)
+        _PATTERN_MUT[_p] += _k == 3
+
+#: Most wedge candidates per block of the triangle pass (bounds memory).
+_BLOCK_CANDIDATES = 1 << 21
+#: Most cells x cells entries in one block's dense mark table.
+_BLOCK_MARKS = 1 << 22
 
 
-def _dyads(g: ReleaseGraph) -> tuple[IntArray, IntArray, IntArray]:
-    """Connected unordered pairs as (lo, hi, kind) with kind 1 = lo->hi only,
-    2 = hi->lo only, 3 = both."""
-    rev = g.edge_keys.contains(g.dst * g.n + g.src)
-    lo, hi = np.minimum(g.src, g.dst), np.maximum(g.src, g.dst)
-    keep = ~rev | (g.src < g.dst)
-    lo, hi = lo[keep], hi[keep]
-    kind = np.where(rev[keep], 3, np.where(g.src[keep] < g.dst[keep], 1, 2))
-    return lo, hi, kind
+def _pairs(n: int, src: IntArray, dst: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """Connected unordered pairs (lo, hi, kind) from unique, autapse-free edges in any
+    order; kind 1 = lo->hi only, 2 = hi->lo only, 3 = both. One sort, no hashing."""
+    fwd = src < dst
+    k2 = (np.where(fwd, src, dst) * n + np.where(fwd, dst, src)) * 2 + ~fwd
+    k2.sort()
+    pk = k2 >> 1
+    first = np.ones(pk.size, dtype=bool)
+    first[1:] = pk[1:] != pk[:-1]
+    starts = np.flatnonzero(first)
+    mutual = np.diff(np.append(starts, pk.size)) == 2
+    kind = np.where(mutual, 3, (k2[starts] & 1) + 1)
+    upk = pk[starts]
+    return upk // n, upk % n, kind
 
 
-def _triangles(n: int, lo: IntArray, hi: IntArray, deg: IntArray) -> list[IntArray]:
-    """Every triangle of the undirected graph once, as cells u, v, w and pair
-    indices u-v, u-w, v-w, with rank(u) < rank(v) < rank(w) (rank by degree)."""
-    by_rank = np.lexsort((np.arange(n), deg))
+def _triangle_patterns(
+    n: int, lo: IntArray, hi: IntArray, kind: IntArray, deg: IntArray, deadline: Deadline | None
+) -> IntArray:
+    """Histogram (64 bins) of the directed pattern of every triangle, with its cells
+    a, b, c in increasing degree rank: pattern = k(a,b) + 4 k(a,c) + 16 k(b,c), where
+    k(x,y) = 1 for x->y only, 2 for y->x only, 3 for both.
+
+    Forward algorithm: orient every pair from lower to higher rank; for each a (in
+    blocks), mark k(a, c) for its out-neighbours c in a dense table, then scan the
+    out-neighbours c of each out-neighbour b of a against the marks."""
     rank = np.empty(n, dtype=np.int64)
-    rank[by_rank] = np.arange(n)
-    a, b = rank[lo], rank[hi]
-    a, b = np.minimum(a, b), np.maximum(a, b)
-    order = np.argsort(a * n + b, kind="stable")
-    a, b = a[order], b[order]
-    fwd = KeySet(a * n + b)
-    row_end = np.cumsum(np.bincount(a, minlength=n))[a]
-    partners = row_end - np.arange(a.size) - 1  # later edges in the same row
-    out: list[tuple[IntArray, ...]] = []
-    cum = np.cumsum(partners)
-    start = 0
-    while start < a.size:
-        base = cum[start - 1] if start else 0
-        stop = int(np.searchsorted(cum, base + _WEDGE_CHUNK, side="right"))
-        stop = max(stop, start + 1)
-        cnt = partners[start:stop]
-        e1 = np.repeat(np.arange(start, stop), cnt)
-        first = np.cumsum(cnt) - cnt
-        e2 = e1 + 1 + (np.arange(e1.size) - np.repeat(first, cnt))
-        e3 = fwd.find(b[e1] * n + b[e2])
-        hit = e3 >= 0
-        e1, e2, e3 = e1[hit], e2[hit], e3[hit]
-        cells = by_rank[a[e1]], by_rank[b[e1]], by_rank[b[e2]]
-        out.append((*cells, order[e1], order[e2], order[e3]))
-        start = stop
-    if not out:
-        return [np.zeros(0, dtype=np.int64)] * 6
-    return [np.concatenate(x) for x in zip(*out, strict=True)]
+    rank[np.lexsort((np.arange(n), deg))] = np.arange(n)
+    ra, rb = rank[lo], rank[hi]
+    swap = ra > rb
+    krel = np.where(swap & (kind != 3), 3 - kind, kind)
+    key = (np.minimum(ra, rb) * n + np.maximum(ra, rb)) * 4 + krel
+    key.sort()
+    K = (key & 3).astype(np.int8)
+    ab = key >> 2
+    A, B = ab // n, (ab % n).astype(np.int32)
+    dplus = np.bincount(A, minlength=n)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(dplus, out=ptr[1:])
+    cum = np.cumsum(np.bincount(A, weights=dplus[B], minlength=n))
+    hist = np.zeros(64, dtype=np.int64)
+    rows_cap = max(1, _BLOCK_MARKS // n)
+    a0 = 0
+    while a0 < n:
+        check(deadline)
+        base = cum[a0 - 1] if a0 else 0.0
+        a1 = int(np.searchsorted(cum, base + _BLOCK_CANDIDATES, side="right"))
+        a1 = min(max(a1, a0 + 1), a0 + rows_cap, n)
+        e0, e1 = ptr[a0], ptr[a1]
+        if e1 > e0:
+            _block(hist, n, a0, a1 - a0, (A[e0:e1], B[e0:e1], K[e0:e1]), (B, K, ptr))
+        a0 = a1
+    return hist
 
 
-def triad_census(g: ReleaseGraph, node_mask: npt.NDArray[np.bool_] | None = None) -> dict[str, int]:
-    """Exact counts of the 16 MAN triad classes (same numbers as
-    ``networkx.triadic_census``), optionally on the subgraph of ``node_mask``."""
-    if node_mask is not None:
-        g = g.subgraph(np.asarray(node_mask, dtype=bool))
-    n = g.n
-    lo, hi, kind = _dyads(g)
+def _block(
+    hist: IntArray,
+    n: int,
+    a0: int,
+    rows: int,
+    block: tuple[IntArray, npt.NDArray[np.int32], npt.NDArray[np.int8]],
+    csr: tuple[npt.NDArray[np.int32], npt.NDArray[np.int8], IntArray],
+) -> None:
+    """Add the triangles whose lowest-rank cell is in [a0, a0 + rows) to ``hist``.
+    Candidate arrays are int32 (rows * n < 2^31): the pass is memory-bound."""
+    A, Bb, Kb = block
+    B, K, ptr = csr
+    mark = np.zeros(rows * n, dtype=np.int8)
+    local = ((A - a0) * n).astype(np.int32)
+    mark[local + Bb] = Kb
+    start = ptr[Bb]
+    cnt = ptr[Bb + 1] - start
+    ends = np.cumsum(cnt)
+    total = int(ends[-1]) if ends.size else 0
+    if not total:
+        return
+    pos = np.arange(total, dtype=np.int32)
+    pos += np.repeat((start - (ends - cnt)).astype(np.int32), cnt)
+    cell = B[pos]
+    cell += np.repeat(local, cnt)
+    k_ac = mark[cell]
+    hit = np.flatnonzero(k_ac)
+    if hit.size:
+        edge = np.searchsorted(ends, hit, side="right")
+        pattern = Kb[edge].astype(np.int64) + 4 * k_ac[hit] + 16 * K[pos[hit]]
+        hist += np.bincount(pattern, minlength=64)
+
+
+def census_counts(
+    n: int, src: IntArray, dst: IntArray, deadline: Deadline | None = None
+) -> dict[str, int]:
+    """Exact triad census of ``n`` cells and edges ``src -> dst`` (indices; unique, no
+    autapses, any order): the same numbers as ``networkx.triadic_census``."""
+    return census_with_pairs(n, src, dst, deadline)[0]
+
+
+def census_with_pairs(
+    n: int, src: IntArray, dst: IntArray, deadline: Deadline | None = None
+) -> tuple[dict[str, int], int]:
+    """:func:`census_counts` and the number of reciprocal pairs, from one pass."""
+    if n < 3:
+        return dict.fromkeys(TRIAD_CODES, 0), reciprocal_count(n, src, dst)
+    lo, hi, kind = _pairs(n, src, dst)
     mutual = kind == 3
     mut = np.bincount(lo[mutual], minlength=n) + np.bincount(hi[mutual], minlength=n)
-    o = np.bincount(g.src, minlength=n) - mut
-    i = np.bincount(g.dst, minlength=n) - mut
+    o = np.bincount(src, minlength=n) - mut
+    i = np.bincount(dst, minlength=n) - mut
     deg = o + i + mut
-    u, v, w, p1, p2, p3 = _triangles(n, lo, hi, deg)
+    hist = _triangle_patterns(n, lo, hi, kind, deg, deadline)
 
-    # Directed pattern of each triangle on (u, v, w): pairs (u,v), (u,w), (v,w).
-    def bits(p: IntArray, x: IntArray) -> tuple[IntArray, IntArray]:
-        k = kind[p]
-        fwd, bwd = k & 1, k >> 1  # lo->hi, hi->lo
-        x_is_lo = lo[p] == x
-        return np.where(x_is_lo, fwd, bwd), np.where(x_is_lo, bwd, fwd)
-
-    uv, vu = bits(p1, u)
-    uw, wu = bits(p2, u)
-    vw, wv = bits(p3, v)
-    pattern = uv + 2 * vu + 4 * uw + 8 * wu + 16 * vw + 32 * wv
-    per_pattern = np.bincount(pattern, minlength=64)
-
-    counts = np.zeros(16, dtype=object)
-    counts += np.bincount(_PATTERN_CLASS, weights=per_pattern, minlength=16).astype(np.int64)
-    common = np.bincount(np.concatenate([p1, p2, p3]), minlength=lo.size)
-    third = n - deg[lo] - deg[hi] + common  # cells linked to neither end of a pair
-    counts[_INDEX["012"]] = int(third[~mutual].sum())
-    counts[_INDEX["102"]] = int(third[mutual].sum())
-    closed = per_pattern @ _PATTERN_PATHS
+    counts = [0] * 16
+    for p in np.flatnonzero(hist):
+        counts[int(_PATTERN_CLASS[p])] += int(hist[p])
+    # 012 / 102: pairs times the cells linked to neither end (n - deg u - deg v + common)
+    apart = n - deg[lo] - deg[hi]
+    counts[_INDEX["012"]] = int(apart[~mutual].sum()) + int(hist @ _PATTERN_ASYM)
+    counts[_INDEX["102"]] = int(apart[mutual].sum()) + int(hist @ _PATTERN_MUT)
+    closed = hist @ _PATTERN_PATHS
     opened = {
         "021D": o * (o - 1) // 2, "021U": i * (i - 1) // 2, "021C": o * i,
         "111D": mut * i, "111U": mut * o, "201": mut * (mut - 1) // 2,
     }  # fmt: skip
     for code, per_cell in opened.items():
         counts[_INDEX[code]] = int(per_cell.sum()) - int(closed[_INDEX[code]])
-    counts[0] = comb(n, 3) - int(sum(counts[1:]))
-    return {code: int(c) for code, c in zip(TRIAD_CODES, counts, strict=True)}
+    counts[0] = comb(n, 3) - sum(counts[1:])
+    return dict(zip(TRIAD_CODES, counts, strict=True)), int(mutual.sum())
 
 
-# --------------------------------------------------------------------------- null models
+def reciprocal_count(n: int, src: IntArray, dst: IntArray) -> int:
+    """Unordered cell pairs connected both ways, from unique edges in any order."""
+    return int(np.count_nonzero(_pairs(n, src, dst)[2] == 3)) if src.size else 0
 
 
-def er_expected(n: int, m: int, model: Literal["gnp", "gnm"] = "gnp") -> dict[str, float]:
-    """Expected triad counts in a random directed graph with ``n`` cells and ``m``
-    edges (no autapses): ``gnp`` = every ordered pair independently with
-    p = m / (n (n - 1)) (the model of Turner et al. 2022, "ER connection
-    probability"); ``gnm`` = uniform over graphs with exactly m edges. Each sums
-    to C(n, 3); they differ by O(1/m)."""
-    pairs = n * (n - 1)
-    if n < 3 or not 0 <= m <= pairs:
-        return {c: 0.0 for c in TRIAD_CODES}
-    p = m / pairs
-    prob = np.zeros(16)
-    for pattern in range(64):
-        k = pattern.bit_count()
-        if model == "gnp":
-            pr = p**k * (1 - p) ** (6 - k)
-        else:
-            pr = prod(m - j for j in range(k)) * prod(pairs - m - j for j in range(6 - k))
-            pr /= prod(pairs - j for j in range(6))
-        prob[_PATTERN_CLASS[pattern]] += pr
-    return {c: comb(n, 3) * float(prob[i]) for i, c in enumerate(TRIAD_CODES)}
-
-
-@dataclass(frozen=True)
-class NullCensus:
-    """Per-class mean and (sample) standard deviation of the triad census over
-    ``samples`` degree-preserving randomisations."""
-
-    mean: dict[str, float]
-    std: dict[str, float]
-    samples: int
-    swaps_per_edge: float
-
-    def z_scores(self, observed: dict[str, int]) -> dict[str, float]:
-        """(observed - mean) / std; 0 where std is 0 and observed equals the mean,
-        +-inf where std is 0 and they differ."""
-        out = {}
-        for c in TRIAD_CODES:
-            diff, sd = observed[c] - self.mean[c], self.std[c]
-            out[c] = diff / sd if sd > 0 else 0.0 if diff == 0 else float(np.sign(diff)) * np.inf
-        return out
-
-
-def _swap_round(src: IntArray, dst: IntArray, n: int, rng: np.random.Generator) -> int:
-    """One batch of directed double-edge swaps (a->b, c->d) => (a->d, c->b) over a
-    random pairing of all edges, in place. A proposal is rejected if it would
-    create an autapse, an edge already present, or the same new edge as another
-    proposal, so in/out degrees are kept and the graph stays simple."""
-    present = KeySet(src * n + dst)
-    perm = rng.permutation(src.size)
-    half = src.size // 2
-    i, j = perm[:half], perm[half : 2 * half]
-    a, b, c, d = src[i], dst[i], src[j], dst[j]
-    new1, new2 = a * n + d, c * n + b
-    ok = (a != d) & (c != b) & ~present.contains(new1) & ~present.contains(new2)
-    new = np.concatenate([new1[ok], new2[ok]])
-    _, first, counts = np.unique(new, return_index=True, return_counts=True)
-    dup_keys = new[first[counts > 1]]
-    if dup_keys.size:
-        ok_idx = np.flatnonzero(ok)
-        clash = np.isin(new1[ok_idx], dup_keys) | np.isin(new2[ok_idx], dup_keys)
-        ok[ok_idx[clash]] = False
-    dst[i[ok]] = d[ok]
-    dst[j[ok]] = b[ok]
-    return int(ok.sum())
-
-
-def _null_worker(args: tuple[IntArray, IntArray, int, int, float, Any]) -> list[list[int]]:
-    src, dst, n, samples, swaps_per_edge, seed = args
-    rng = np.random.default_rng(seed)
-    src, dst = src.copy(), dst.copy()
-    nodes = np.arange(n)
-    rounds = max(1, int(np.ceil(2 * swaps_per_edge)))
-    out = []
-    for _ in range(samples):
-        for _ in range(rounds):
-            _swap_round(src, dst, n, rng)
-        c = triad_census(ReleaseGraph.build(nodes, src, dst))
-        out.append([c[k] for k in TRIAD_CODES])
-    return out
-
-
-def degree_preserving_null(
+def triad_census(
     g: ReleaseGraph,
-    samples: int = 100,
-    seed: int = 0,
+    node_mask: npt.NDArray[np.bool_] | None = None,
     *,
-    swaps_per_edge: float = 1.0,
-    workers: int | None = None,
-) -> NullCensus:
-    """Triad-census mean/std over random graphs with every cell's in- and
-    out-degree kept (directed edge swaps, no autapses, no multi-edges).
-
-    Each worker runs its own Markov chain from ``g`` (seeds from ``seed``);
-    between consecutive samples it attempts ``swaps_per_edge`` swaps per edge.
-    ``workers`` defaults to the number of CPUs (at most ``samples``)."""
-    if samples < 2:
-        raise ValueError("need at least 2 samples for a standard deviation")
-    workers = max(1, min(samples, workers or os.cpu_count() or 1))
-    seeds = np.random.SeedSequence(seed).spawn(workers)
-    share = [samples // workers + (k < samples % workers) for k in range(workers)]
-    jobs = [(g.src, g.dst, g.n, share[k], swaps_per_edge, seeds[k]) for k in range(workers)]
-    if workers == 1:
-        rows = _null_worker(jobs[0])
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            rows = [r for chunk in pool.map(_null_worker, jobs) for r in chunk]
-    arr = np.array(rows, dtype=np.float64)
-    return NullCensus(
-        mean={c: float(v) for c, v in zip(TRIAD_CODES, arr.mean(axis=0), strict=True)},
-        std={c: float(v) for c, v in zip(TRIAD_CODES, arr.std(axis=0, ddof=1), strict=True)},
-        samples=samples,
-        swaps_per_edge=swaps_per_edge,
-    )
+    deadline: Deadline | None = None,
+) -> dict[str, int]:
+    """Exact counts of the 16 MAN triad classes (same numbers as
+    ``networkx.triadic_census``), optionally on the subgraph of ``node_mask``."""
+    if node_mask is not None:
+        g = g.subgraph(np.asarray(node_mask, dtype=bool))
+    return census_counts(g.n, g.src, g.dst, deadline)

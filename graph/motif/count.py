@@ -14,6 +14,7 @@ in Cypher, so counts agree with the Cypher compiled by cypher.py.
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Callable, Iterator
 from functools import cached_property
@@ -22,7 +23,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from graph.census import IntArray, KeySet, ReleaseGraph
+from graph.budget import Deadline, check
+from graph.census import (
+    _PAIR_BITS,
+    _PATTERN_CLASS,
+    TRIAD_CODES,
+    IntArray,
+    KeySet,
+    ReleaseGraph,
+    census_counts,
+    reciprocal_count,
+)
 from graph.errors import MotifError
 from graph.motif.ir import Constraint, Edge, Motif
 
@@ -95,19 +106,6 @@ class _EdgeTable:
         return self._ptr(self.dst[order]), self.src[order]
 
 
-def _expand(rows: IntArray, col: int, csr: tuple[IntArray, IntArray]) -> IntArray:
-    """Append to each row every neighbour (in ``csr``) of the cell in ``col``."""
-    ptr, nbr = csr
-    x = rows[:, col]
-    start, cnt = ptr[x], ptr[x + 1] - ptr[x]
-    rep = np.repeat(np.arange(rows.shape[0]), cnt)
-    pos = np.arange(rep.size) + (start - (np.cumsum(cnt) - cnt))[rep]
-    out = np.empty((rep.size, rows.shape[1] + 1), dtype=np.int64)
-    out[:, :-1] = rows[rep]
-    out[:, -1] = nbr[pos]
-    return out
-
-
 def _distinct_last(rows: IntArray) -> IntArray:
     """Keep rows whose last cell differs from every earlier one."""
     last = rows[:, -1]
@@ -117,16 +115,93 @@ def _distinct_last(rows: IntArray) -> IntArray:
     return rows[ok]
 
 
-Step = Callable[[IntArray], IntArray]
+class _Step:
+    """Extends or filters partial matches (one row per injective assignment so far)."""
+
+    def fanout(self, rows: IntArray) -> IntArray | None:
+        """Rows each input row can become (None: at most one, a filter)."""
+        return None
+
+    def __call__(self, rows: IntArray) -> IntArray:
+        raise NotImplementedError
+
+    def count(self, rows: IntArray) -> int:
+        """len(self(rows)), without building the rows where possible."""
+        return int(self(rows).shape[0])
 
 
-def _plan(g: ReleaseGraph, motif: Motif, induced: bool) -> tuple[list[str], IntArray, list[Step]]:
+class _PairFilter(_Step):
+    """Keep rows whose (col i -> col j) edge is (present) or is not (absent) in keys."""
+
+    def __init__(self, i: int, j: int, n: int, keys: KeySet, present: bool) -> None:
+        self.i, self.j, self.n, self.keys, self.present = i, j, n, keys, present
+
+    def __call__(self, rows: IntArray) -> IntArray:
+        return rows[self.keys.contains(rows[:, self.i] * self.n + rows[:, self.j]) == self.present]
+
+
+class _Expander(_Step):
+    """Append every neighbour (CSR) of the cell in ``col``, distinct from the row's cells.
+    ``keys``/``outward`` test adjacency for counting without building the rows."""
+
+    def __init__(self, col: int, csr: tuple[IntArray, IntArray], t: _EdgeTable, outward: bool):
+        self.col, self.csr, self.table, self.outward = col, csr, t, outward
+
+    def fanout(self, rows: IntArray) -> IntArray:
+        ptr = self.csr[0]
+        x = rows[:, self.col]
+        return ptr[x + 1] - ptr[x]
+
+    def __call__(self, rows: IntArray) -> IntArray:
+        ptr, nbr = self.csr
+        x = rows[:, self.col]
+        start, cnt = ptr[x], ptr[x + 1] - ptr[x]
+        rep = np.repeat(np.arange(rows.shape[0]), cnt)
+        pos = np.arange(rep.size) + (start - (np.cumsum(cnt) - cnt))[rep]
+        out = np.empty((rep.size, rows.shape[1] + 1), dtype=np.int64)
+        out[:, :-1] = rows[rep]
+        out[:, -1] = nbr[pos]
+        return _distinct_last(out)
+
+    def count(self, rows: IntArray) -> int:
+        total = int(self.fanout(rows).sum())
+        x, n = rows[:, self.col], self.table.n
+        for k in range(rows.shape[1]):
+            if k != self.col:  # a neighbour that is already bound is not a new match
+                y = rows[:, k]
+                q = x * n + y if self.outward else y * n + x
+                total -= int(np.count_nonzero(self.table.keys.contains(q)))
+        return total
+
+
+class _Cross(_Step):
+    """Append every candidate cell (no edge reaches the next node)."""
+
+    def __init__(self, cands: IntArray, n: int) -> None:
+        self.cands = cands
+        self.is_cand = np.zeros(n, dtype=bool)
+        self.is_cand[cands] = True
+
+    def fanout(self, rows: IntArray) -> IntArray:
+        return np.full(rows.shape[0], self.cands.size, dtype=np.int64)
+
+    def __call__(self, rows: IntArray) -> IntArray:
+        if rows.shape[0] * self.cands.size > MAX_CROSS_ROWS:
+            raise MotifError("motif too loosely connected to list in memory")
+        reps = np.repeat(rows, self.cands.size, axis=0)
+        return _distinct_last(np.column_stack([reps, np.tile(self.cands, rows.shape[0])]))
+
+    def count(self, rows: IntArray) -> int:
+        return rows.shape[0] * self.cands.size - int(np.count_nonzero(self.is_cand[rows]))
+
+
+def _plan(g: ReleaseGraph, motif: Motif, induced: bool) -> tuple[list[str], IntArray, list[_Step]]:
     """Join order: (bound node order, first rows, steps that extend/filter rows)."""
     masks = {v: _node_mask(g, motif.constraints_of(v)) for v in motif.nodes}
     tables = [_EdgeTable(g, e, masks) for e in motif.edges]
     forbidden = list(motif.induced_non_edges() if induced else motif.non_edges)
     n = g.n
-    steps: list[Step] = []
+    steps: list[_Step] = []
     pending = list(tables)
     if pending:
         first = min(pending, key=lambda t: t.src.size)
@@ -141,89 +216,185 @@ def _plan(g: ReleaseGraph, motif: Motif, induced: bool) -> tuple[list[str], IntA
         col = {v: i for i, v in enumerate(order)}
         for t in [t for t in pending if t.edge.src in col and t.edge.dst in col]:
             pending.remove(t)
-            steps.append(_pair_filter(col[t.edge.src], col[t.edge.dst], n, t.keys, True))
+            steps.append(_PairFilter(col[t.edge.src], col[t.edge.dst], n, t.keys, True))
         for e in [e for e in forbidden if e.src in col and e.dst in col]:
             forbidden.remove(e)
-            steps.append(_pair_filter(col[e.src], col[e.dst], n, g.edge_keys, False))
+            steps.append(_PairFilter(col[e.src], col[e.dst], n, g.edge_keys, False))
 
     add_filters()
     while len(order) < len(motif.nodes):
         col = {v: i for i, v in enumerate(order)}
         frontier = [t for t in pending if (t.edge.src in col) != (t.edge.dst in col)]
+        step: _Step
         if frontier:
             t = min(frontier, key=lambda t: t.src.size)
             pending.remove(t)
             if t.edge.src in col:
-                new, step = t.edge.dst, _expander(col[t.edge.src], t.by_src)
+                new, step = t.edge.dst, _Expander(col[t.edge.src], t.by_src, t, True)
             else:
-                new, step = t.edge.src, _expander(col[t.edge.dst], t.by_dst)
+                new, step = t.edge.src, _Expander(col[t.edge.dst], t.by_dst, t, False)
         else:  # no edge reaches the rest: cross product with the candidates
             new = min((v for v in motif.nodes if v not in col), key=lambda v: int(masks[v].sum()))
-            step = _crosser(np.flatnonzero(masks[new]))
+            step = _Cross(np.flatnonzero(masks[new]), n)
         steps.append(step)
         order.append(new)
         add_filters()
     return order, rows, steps
 
 
-def _pair_filter(i: int, j: int, n: int, keys: KeySet, present: bool) -> Step:
-    """Keep rows whose (col i -> col j) edge is (present) or is not (absent) in keys."""
-
-    def step(rows: IntArray) -> IntArray:
-        return rows[keys.contains(rows[:, i] * n + rows[:, j]) == present]
-
-    return step
-
-
-def _expander(col: int, csr: tuple[IntArray, IntArray]) -> Step:
-    def step(rows: IntArray) -> IntArray:
-        return _distinct_last(_expand(rows, col, csr))
-
-    return step
-
-
-def _crosser(cands: IntArray) -> Step:
-    def step(rows: IntArray) -> IntArray:
-        if rows.shape[0] * cands.size > MAX_CROSS_ROWS:
-            raise MotifError("motif too loosely connected to count in memory")
-        out = np.column_stack([np.repeat(rows, cands.size, axis=0), np.tile(cands, rows.shape[0])])
-        return _distinct_last(out)
-
-    return step
+def _pieces(rows: IntArray, step: _Step) -> Iterator[IntArray]:
+    """Split ``rows`` so that ``step`` makes at most about CHUNK_ROWS rows per piece."""
+    fan = step.fanout(rows)
+    if fan is None:
+        for lo in range(0, rows.shape[0], CHUNK_ROWS):
+            yield rows[lo : lo + CHUNK_ROWS]
+        return
+    cum = np.cumsum(fan)
+    lo = 0
+    while lo < rows.shape[0]:
+        base = cum[lo - 1] if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(cum, base + CHUNK_ROWS, side="right")))
+        yield rows[lo:hi]
+        lo = hi
 
 
-def _run(rows: IntArray, steps: list[Step]) -> Iterator[IntArray]:
+def _run(rows: IntArray, steps: list[_Step], deadline: Deadline | None) -> Iterator[IntArray]:
+    """Every full match, in pieces."""
     if not steps:
         yield rows
         return
-    for lo in range(0, rows.shape[0], CHUNK_ROWS):
-        out = steps[0](rows[lo : lo + CHUNK_ROWS])
+    for piece in _pieces(rows, steps[0]):
+        check(deadline)
+        out = steps[0](piece)
         if out.shape[0]:
-            yield from _run(out, steps[1:])
+            yield from _run(out, steps[1:], deadline)
+
+
+def _fused_count(rows: IntArray, expand: _Expander, filters: list[_PairFilter]) -> int:
+    """len(filters(expand(rows))) with the new cell as a 1-D column: no 2-D rows built."""
+    ptr, nbr = expand.csr
+    x = rows[:, expand.col]
+    start, cnt = ptr[x], ptr[x + 1] - ptr[x]
+    rep = np.repeat(np.arange(rows.shape[0]), cnt)
+    new = nbr[np.arange(rep.size) + (start - (np.cumsum(cnt) - cnt))[rep]]
+    width = rows.shape[1]
+    ok = np.ones(new.size, dtype=bool)
+    for k in range(width):
+        ok &= rows[rep, k] != new
+
+    def column(k: int) -> IntArray:
+        return new if k == width else rows[rep, k]
+
+    for f in filters:
+        q = column(f.i) * f.n + column(f.j)
+        ok &= f.keys.contains(q) == f.present
+    return int(np.count_nonzero(ok))
+
+
+def _count(rows: IntArray, steps: list[_Step], deadline: Deadline | None) -> int:
+    """Number of full matches; the last expansion (and the filters right after it)
+    counts without building its rows."""
+    if not steps:
+        return int(rows.shape[0])
+    first = steps[0]
+    filters = [f for f in steps[1:] if isinstance(f, _PairFilter)]
+    if isinstance(first, _Expander) and len(steps) > 1 and len(filters) == len(steps) - 1:
+        total = 0
+        for piece in _pieces(rows, first):
+            check(deadline)
+            total += _fused_count(piece, first, filters)
+        return total
+    total = 0
+    for piece in _pieces(rows, steps[0]) if len(steps) > 1 else [rows]:
+        check(deadline)
+        if len(steps) == 1:
+            for lo in range(0, piece.shape[0], CHUNK_ROWS):
+                total += steps[0].count(piece[lo : lo + CHUNK_ROWS])
+        else:
+            out = steps[0](piece)
+            if out.shape[0]:
+                total += _count(out, steps[1:], deadline)
+    return total
 
 
 def count_motif(
-    g: ReleaseGraph, motif: Motif, *, induced: bool = False, distinct_subgraphs: bool = False
+    g: ReleaseGraph,
+    motif: Motif,
+    *,
+    induced: bool = False,
+    distinct_subgraphs: bool = False,
+    deadline: Deadline | None = None,
 ) -> int:
     """Number of injective assignments of cells to motif nodes that satisfy the
-    motif; with ``distinct_subgraphs`` divided by the motif's automorphisms."""
-    _, rows, steps = _plan(g, motif, induced)
-    total = sum(r.shape[0] for r in _run(rows, steps))
+    motif; with ``distinct_subgraphs`` divided by the motif's automorphisms.
+    Raises QueryTimeout once ``deadline`` passes (checked between chunks)."""
+    plain = _count_by_census(g, motif, induced, deadline)
+    if plain is not None:
+        total = plain
+    else:
+        _, rows, steps = _plan(g, motif, induced)
+        total = _count(rows, steps, deadline)
     return total // automorphism_count(motif, induced=induced) if distinct_subgraphs else total
 
 
 def find_motif(
-    g: ReleaseGraph, motif: Motif, *, induced: bool = False, limit: int = 1000, offset: int = 0
+    g: ReleaseGraph,
+    motif: Motif,
+    *,
+    induced: bool = False,
+    limit: int = 1000,
+    offset: int = 0,
+    deadline: Deadline | None = None,
 ) -> list[dict[str, int]]:
     """Matches as {node: nucleus_id}, ordered by the nucleus ids in motif node
     order (the order of the Cypher ``match`` query), ``offset`` then ``limit``."""
     order, rows, steps = _plan(g, motif, induced)
-    parts = list(_run(rows, steps))
+    parts = list(_run(rows, steps, deadline))
     if not parts:
         return []
     ids = g.nodes[np.concatenate(parts)[:, [order.index(v) for v in motif.nodes]]]
     ids = ids[np.lexsort(ids.T[::-1])][offset : offset + limit]
     return [dict(zip(motif.nodes, map(int, row), strict=True)) for row in ids]
+
+
+def _embeddings(motif: Motif, induced: bool, present: set[tuple[int, int]], k: int) -> int:
+    """Injective maps of the motif's k nodes onto cells 0..k-1 whose links are ``present``."""
+    required = {(motif.nodes.index(e.src), motif.nodes.index(e.dst)) for e in motif.edges}
+    banned = {(motif.nodes.index(e.src), motif.nodes.index(e.dst)) for e in motif.non_edges}
+    total = 0
+    for perm in itertools.permutations(range(k)):
+        image = {(perm[u], perm[v]) for u, v in required}
+        if not image <= present:
+            continue
+        if any((perm[u], perm[v]) in present for u, v in banned):
+            continue
+        if induced and len(present) != len(image):
+            continue
+        total += 1
+    return total
+
+
+def _count_by_census(
+    g: ReleaseGraph, motif: Motif, induced: bool, deadline: Deadline | None
+) -> int | None:
+    """Exact count of an unconstrained 2- or 3-node motif from the dyad or triad census:
+    the sum over isomorphism classes of (cells sets in the class) x (embeddings of the
+    motif into one of them). None when the motif has constraints or more nodes."""
+    k = len(motif.nodes)
+    if motif.node_constraints or any(e.constraints for e in motif.edges) or k not in (2, 3):
+        return None
+    if k == 2:
+        mutual = reciprocal_count(g.n, g.src, g.dst)
+        classes = {((0, 1),): g.m - 2 * mutual, ((0, 1), (1, 0)): mutual}
+        return sum(n * _embeddings(motif, induced, set(links), 2) for links, n in classes.items())
+    census = census_counts(g.n, g.src, g.dst, deadline)
+    total = 0
+    for c, code in enumerate(TRIAD_CODES):
+        if census[code]:
+            pattern = _PATTERN_CLASS.tolist().index(c)
+            links = {pair for pair, bit in _PAIR_BITS.items() if pattern & bit}
+            total += census[code] * _embeddings(motif, induced, links, 3)
+    return total
 
 
 def automorphism_count(motif: Motif, *, induced: bool = False) -> int:

@@ -11,14 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graph.census import (
-    TRIAD_CODES,
-    ReleaseGraph,
-    degree_preserving_null,
-    er_expected,
-    reciprocal_pairs,
-    triad_census,
-)
+from graph.census import TRIAD_CODES, ReleaseGraph, reciprocal_pairs, triad_census
+from graph.nullmodel import KeyTable, _swap_round, degree_preserving_null, er_expected, repeated
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 PINKY = DATA / "microns_pinky100_v185"
@@ -106,8 +100,6 @@ def test_er_expectation_sums_to_all_triads(model: str) -> None:
 
 
 def test_degree_preserving_null_keeps_degrees() -> None:
-    from graph.census import _swap_round
-
     G = _random_digraph(5)
     g = _from_nx(G)
     src, dst = g.src.copy(), g.dst.copy()
@@ -130,3 +122,33 @@ def test_degree_preserving_null_z_scores_are_finite() -> None:
     assert all(np.isfinite(v) for v in z.values())
     again = degree_preserving_null(g, samples=20, seed=1, workers=1)
     assert again.mean == null.mean  # seeded
+
+
+def test_key_table_is_an_exact_set() -> None:
+    rng = np.random.default_rng(3)
+    keys = np.unique(rng.integers(0, 5_000, 3_000))  # dense: many slot collisions
+    table = KeyTable(keys)
+    q = np.arange(-3, 6_000)
+    assert np.array_equal(table.contains(q), np.isin(q, keys))
+    rep = rng.integers(0, 400, 600)
+    values, counts = np.unique(rep, return_counts=True)
+    assert np.array_equal(repeated(rep), values[counts > 1])
+
+
+def test_degree_preserving_null_is_the_same_in_worker_processes() -> None:
+    """Chains, not workers, fix the result: 2 processes give what 1 gives."""
+    G = nx.gnm_random_graph(600, 12_000, directed=True, seed=4)
+    g = _from_nx(G)
+    one = degree_preserving_null(g, samples=6, seed=3, workers=1)
+    two = degree_preserving_null(g, samples=6, seed=3, workers=2)
+    assert one == two
+    assert sum(one.mean.values()) == pytest.approx(comb(600, 3))
+
+
+def test_null_model_times_out() -> None:
+    from graph.budget import Deadline
+    from graph.errors import QueryTimeout
+
+    g = _from_nx(_random_digraph(3))
+    with pytest.raises(QueryTimeout):
+        degree_preserving_null(g, samples=50, seed=0, workers=1, deadline=Deadline(0.001, 0.0))

@@ -158,3 +158,53 @@ def test_missing_values_never_match() -> None:
     assert count_motif(h, parse_motif("A -> B [size != 1]")) == 1
     assert count_motif(h, parse_motif("A -> B\nA.cell_type != 'MC'")) == 1
     assert count_motif(h, parse_motif("A -> B\nA.is_neuron = true")) == 0
+
+
+# Every 2- and 3-node motif without constraints is counted from the dyad/triad census;
+# these check that path against brute force, as plain, induced and with forbidden edges.
+CENSUS_CASES = [
+    "A -> B",
+    "A -> B; B -> A",
+    "A -> B; B !> A",
+    "A -> B; A -> C",
+    "A -> B; B -> C; C -> A",
+    "A -> B; B -> C; A -> C; C !> A",
+    "A -> B; B -> A; B -> C; C !> B",
+    "A -> B; C !> A",
+]
+
+
+@pytest.mark.parametrize("text", CENSUS_CASES)
+@pytest.mark.parametrize("induced", [False, True])
+def test_census_path_equals_brute_force(text: str, induced: bool) -> None:
+    motif = parse_motif(text)
+    assert count_motif(small, motif, induced=induced) == len(_brute(motif, induced))
+
+
+# Open motifs end in an expansion that is counted without building rows; disconnected ones
+# cross with candidate cells. Constraints keep them on the join path.
+OPEN_CASES = [
+    "A -> B; A -> C; A -> D\nA.is_neuron = true",
+    "A -> B [synapses >= 2]; B -> C; C -> D",
+    "A -> B; C -> D\nA.cell_type = 'BC'",
+    "A -> B [synapses > 1]; B -> C; D -> C; D !> A",
+]
+
+
+@pytest.mark.parametrize("text", OPEN_CASES)
+def test_open_and_disconnected_motifs_equal_brute_force(text: str) -> None:
+    motif = parse_motif(text)
+    expected = _brute(motif, False)
+    assert len(expected) > 0
+    assert count_motif(small, motif) == len(expected)
+    found = find_motif(small, motif, limit=10**6)
+    assert [tuple(r[v] for v in motif.nodes) for r in found] == sorted(expected)
+
+
+def test_a_long_count_ends_in_timeout() -> None:
+    from graph.budget import Deadline
+    from graph.errors import QueryTimeout
+
+    star = parse_motif("A -> B; A -> C; A -> D; A -> E; A -> F; B -> C")
+    with pytest.raises(QueryTimeout):
+        count_motif(g, star, deadline=Deadline(0.001, 0.0))
