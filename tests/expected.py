@@ -16,6 +16,7 @@ class Expected:
     cells: pd.DataFrame  # nucleus_id, root_id, out_synapses, in_synapses
     edges: pd.DataFrame  # pre, post, synapses, size, sizes (tuple), synapse_ids (tuple)
     counts: dict[str, int]
+    used: pd.DataFrame  # synapses on edges: id, pre_pt_root_id, post_pt_root_id, size, pre, post
 
 
 def expected_release(
@@ -83,4 +84,7 @@ def expected_release(
         "dropped_partner_without_nucleus": int(no_nuc.sum()),
         "multi_nucleus_roots": len(multi),
     }
-    return Expected(cells, edges, counts)
+    used_rows = used.rename(
+        columns={"sid": "id", "pre_root": "pre_pt_root_id", "post_root": "post_pt_root_id"}
+    )[["id", "pre_pt_root_id", "post_pt_root_id", "size", "pre", "post"]]
+    return Expected(cells, edges, counts, used_rows.reset_index(drop=True))

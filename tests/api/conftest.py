@@ -29,6 +29,7 @@ from graph.releases import begin_load, drop_release, get_release
 from graph.settings import ConnectionSettings
 from loaders.load import load_release
 from loaders.synth import generate
+from tests import expected as shared_expected
 
 V1, V2, V_LOADING = 9401, 9402, 9403
 OWNED = (V1, V2, V_LOADING)
@@ -65,22 +66,13 @@ class Expected:
 
 
 def expected_release(version: int, nuclei_path: Path, synapses_path: Path) -> Expected:
+    """The shared pandas computation (tests/expected.py), shaped for the API tests."""
     nuclei = pd.read_parquet(nuclei_path)
-    syn = pd.read_parquet(synapses_path)
-    counts = nuclei.loc[nuclei["pt_root_id"] != 0, "pt_root_id"].value_counts()
-    unique_roots = counts[counts == 1].index
-    owner = nuclei[nuclei["pt_root_id"].isin(unique_roots)].set_index("pt_root_id")["id"]
-    syn = syn[syn["pre_pt_root_id"] != syn["post_pt_root_id"]].copy()
-    syn["pre"] = syn["pre_pt_root_id"].map(owner)
-    syn["post"] = syn["post_pt_root_id"].map(owner)
-    used = syn.dropna(subset=["pre", "post"]).astype({"pre": "int64", "post": "int64"})
-    used = used.sort_values("id")
-    edges = (
-        used.groupby(["pre", "post"])
-        .agg(synapses=("id", "size"), size=("size", "sum"), sizes=("size", list), ids=("id", list))
-        .reset_index()
-    )
-    return Expected(version, nuclei, edges, used.reset_index(drop=True))
+    shared = shared_expected.expected_release(nuclei, pd.read_parquet(synapses_path))
+    edges = shared.edges.rename(columns={"synapse_ids": "ids"})
+    edges["sizes"] = edges["sizes"].map(list)
+    edges["ids"] = edges["ids"].map(list)
+    return Expected(version, nuclei, edges, shared.used)
 
 
 @pytest.fixture(scope="session")
