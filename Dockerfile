@@ -2,7 +2,10 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY core ./core
+COPY analysis ./analysis
 COPY graph ./graph
+COPY cgraph ./cgraph
 COPY loaders ./loaders
 COPY api ./api
 RUN pip install --no-cache-dir .

@@ -9,9 +9,9 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
+from core.errors import ReleaseNotReady, UnknownRelease
 from graph import queries
 from graph.driver import AsyncDatabase
-from graph.errors import ReleaseNotReady, UnknownRelease
 from graph.queries import CellRecord
 from graph.releases import COMPLETE, ReleaseInfo
 

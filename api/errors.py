@@ -1,4 +1,4 @@
-"""Named errors (graph.errors) -> GraphQL `extensions.code`, mapped once, here.
+"""Named errors (core.errors) -> GraphQL `extensions.code`, mapped once, here.
 
 Every error in a response carries a code. Ours keep their message; the limits of strawberry's
 validators become LIMIT_EXCEEDED, other parse/validation errors BAD_REQUEST; anything else is
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, SchemaExtension
 
-from graph.errors import CGraphError
+from core.errors import CGraphError
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@
 Where the work runs was chosen by measurement (bench/bench_motif.py, README): a search is
 anchored and paged, so Neo4j answers it with indexes; whole-release counts and the census
 touch every edge, so they run on numpy arrays read once per complete release
-(graph.release_graph). Every field runs under the query timeout (CGRAPH_QUERY_TIMEOUT) and
+(graph.whole_release). Every field runs under the query timeout (CGRAPH_QUERY_TIMEOUT) and
 answers TIMEOUT rather than a partial result; in-memory work checks the same deadline
 between steps.
 """
@@ -19,15 +19,15 @@ from typing import Annotated
 
 import strawberry
 
+from analysis.census_run import CensusResult, NullKind, run_census, select
+from analysis.motif import count_motif, parse_motif
 from api.pagination import check_first, decode_cursor, encode_cursor
 from api.settings import DEFAULT_PAGE
 from api.types import FIRST_DOC, Cell, CtxInfo, PageInfo
-from graph.budget import Deadline
-from graph.census_run import CensusResult, NullKind, run_census, select
-from graph.motif import count_motif, parse_motif
+from core.budget import Deadline
+from core.model import check_version
 from graph.motif.search import asearch_motif
-from graph.naming import check_version
-from graph.release_graph import aget_release_graph
+from graph.whole_release import aget_release_graph
 
 MOTIF_DOC = (
     "Motif in the DotMotif-compatible language, e.g. 'A -> B; B -> A' or "

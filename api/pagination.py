@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from api.settings import MAX_PAGE
-from graph.errors import BadRequest, LimitExceeded
+from core.errors import BadRequest, LimitExceeded
 
 
 def check_first(first: int) -> int:

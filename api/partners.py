@@ -16,9 +16,9 @@ from typing import Any
 from api.context import Context
 from api.pagination import check_first, decode_cursor
 from api.settings import DEFAULT_PAGE
+from core.errors import BadRequest, CGraphError
+from core.model import check_version
 from graph import queries
-from graph.errors import BadRequest, CGraphError
-from graph.naming import check_version
 from graph.queries import PartnerFilter, PartnerPage
 
 SYNAPSE_FIELDS = frozenset({"sizes", "synapseIds"})

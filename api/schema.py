@@ -36,9 +36,9 @@ from api.types import (
     Release,
     cell_or_none,
 )
+from core.errors import BadRequest
+from core.model import check_version
 from graph import queries
-from graph.errors import BadRequest
-from graph.naming import check_version
 
 
 @strawberry.type

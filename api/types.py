@@ -14,8 +14,8 @@ from api.context import Context
 from api.pagination import encode_cursor
 from api.partners import SYNAPSE_FIELDS, fetch, partner_request, selects
 from api.settings import DEFAULT_PAGE, MAX_PAGE
+from core.model import check_version
 from graph import queries
-from graph.naming import check_version
 from graph.queries import CellRecord
 from graph.releases import ReleaseInfo
 

@@ -44,8 +44,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from core.model import prop, rel_type  # noqa: E402
 from graph.driver import Database  # noqa: E402
-from graph.naming import prop, rel_type  # noqa: E402
 from graph.releases import COMPLETE, get_release  # noqa: E402
 from graph.settings import ConnectionSettings  # noqa: E402
 
@@ -70,7 +70,7 @@ def prepare(db: Database, data_dir: Path, spec: dict[str, int], seed: int) -> Pa
         generate(out, cells=spec["cells"], synapses=spec["synapses"], versions=[v], seed=seed)
     info = get_release(db, v)
     if info is None or info.status != COMPLETE:
-        from loaders.load import load_release
+        from cgraph.load import load_release
 
         print(f"loading release {v}", flush=True)
         load_release(db, v, **{k: str(p) for k, p in files.items()}, replace=True, progress=True)  # type: ignore[arg-type]

@@ -44,7 +44,9 @@ def stage_aggregate(path: Path, batch_rows: int) -> dict[str, float]:
     from loaders.aggregate import build_release
 
     t = time.perf_counter()
-    data = build_release(path / "nuclei_v1.parquet", path / "synapses_v1.parquet", batch_rows=batch_rows)
+    data = build_release(
+        path / "nuclei_v1.parquet", path / "synapses_v1.parquet", batch_rows=batch_rows
+    )
     dt = time.perf_counter() - t
     return {"seconds": dt, "rows": data.counts["synapses_total"], "edges": len(data.edges)}
 
@@ -55,12 +57,19 @@ def stage_pandas(path: Path) -> dict[str, float]:
     t = time.perf_counter()
     syn = pd.read_parquet(path / "synapses_v1.parquet")
     nuc = pd.read_parquet(path / "nuclei_v1.parquet")
-    roots = nuc[nuc.pt_root_id != 0].drop_duplicates("pt_root_id", keep=False).set_index("pt_root_id").id
+    roots = (
+        nuc[nuc.pt_root_id != 0]
+        .drop_duplicates("pt_root_id", keep=False)
+        .set_index("pt_root_id")
+        .id
+    )
     syn = syn[syn.pre_pt_root_id != syn.post_pt_root_id]
     syn["pre"] = syn.pre_pt_root_id.map(roots)
     syn["post"] = syn.post_pt_root_id.map(roots)
-    edges = syn.dropna(subset=["pre", "post"]).groupby(["pre", "post"]).agg(
-        synapses=("id", "size"), size=("size", "sum"), ids=("id", list), sizes=("size", list)
+    edges = (
+        syn.dropna(subset=["pre", "post"])
+        .groupby(["pre", "post"])
+        .agg(synapses=("id", "size"), size=("size", "sum"), ids=("id", list), sizes=("size", list))
     )
     dt = time.perf_counter() - t
     return {"seconds": dt, "rows": len(syn), "edges": len(edges)}
@@ -81,7 +90,7 @@ def stage_write(path: Path, limit: int) -> dict[str, float]:
     sub = Edges(e.pre[:n], e.post[:n], e.synapses[:n], None if e.size is None else e.size[:n],
                 e.offsets[: n + 1], e.synapse_ids[:cut], None if e.sizes is None else e.sizes[:cut])  # fmt: skip
     data = dataclasses.replace(data, edges=sub)
-    from loaders.load import cell_rows
+    from cgraph.load import cell_rows
 
     with Database() as db:
         if releases.get_release(db, SCRATCH_VERSION) is not None:
@@ -145,7 +154,11 @@ def main() -> None:
         results.append(row)
         print(json.dumps(row), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%d %H:%M")}
+    meta = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+    }
     (RESULTS / "load.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     lines = ["| synapses | edges | aggregation rows/s | pandas rows/s | speedup | agg peak MiB | pandas peak MiB | edges/s written (Bolt) | cells/s |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Motif and census benchmark: ours (graph.census, graph.motif, graph.nullmodel) against
+"""Motif and census benchmark: ours (analysis.census, graph.motif, analysis.nullmodel) against
 networkx.triadic_census and DotMotif's GrandIsoExecutor, on one >= 1M-edge synthetic release
 (and on a smaller one where the references finish). Writes bench/results/bench_motif.{json,md}.
 
@@ -31,9 +31,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graph.census import ReleaseGraph, triad_census  # noqa: E402
-from graph.motif import count_motif, parse_motif  # noqa: E402
-from graph.nullmodel import degree_preserving_null  # noqa: E402
+from analysis.census import ReleaseGraph, triad_census  # noqa: E402
+from analysis.motif import count_motif, parse_motif  # noqa: E402
+from analysis.nullmodel import degree_preserving_null  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MOTIFS = {
@@ -163,12 +163,12 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 def placement(cells: int, synapses: int, seed: int, version: int) -> list[dict[str, Any]]:
     """Where should work run? The same counts in Neo4j (compiled Cypher, count mode) and in
     memory (after one read of the release into a ReleaseGraph), plus one anchored page."""
+    from analysis.motif import find_motif
+    from cgraph.load import load_release
     from graph import releases
     from graph.driver import Database
-    from graph.motif import find_motif
     from graph.motif.search import count_motif_cypher, search_motif
-    from graph.release_graph import clear_cache, get_release_graph
-    from loaders.load import load_release
+    from graph.whole_release import clear_cache, get_release_graph
 
     folder = RESULTS / "data" / f"v{version - 5}_{cells}c_{synapses}s_seed{seed}"
     build(cells, synapses, seed, version - 5)  # makes the files if needed

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import neo4j
 from neo4j import exceptions as nx
 
-from graph.errors import AuthFailed, CGraphError, Neo4jUnavailable, QueryTimeout
+from core.errors import AuthFailed, CGraphError, Neo4jUnavailable, QueryTimeout
 from graph.settings import ConnectionSettings
 
 T = TypeVar("T")

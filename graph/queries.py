@@ -5,7 +5,7 @@ releases it needs and runs the body only when all of them are ``complete``, so a
 one round trip and never reads a release that is loading, failed or being dropped. The guard's
 statuses become :class:`UnknownRelease` / :class:`ReleaseNotReady` here.
 
-Dynamic Cypher is limited to per-release names from :mod:`graph.naming`; every value is a
+Dynamic Cypher is limited to per-release names from :mod:`core.model`; every value is a
 ``$parameter``. Partner queries seek the cell by ``nucleus_id`` (unique constraint index) and
 expand only the release's relationship type; pages are keyset pages over a total order
 (the sort key, then the partner's nucleus ID).
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from core.errors import ReleaseNotReady, UnknownRelease
+from core.model import check_version, prop, rel_type
 from graph.driver import AsyncDatabase
-from graph.errors import ReleaseNotReady, UnknownRelease
-from graph.naming import check_version, prop, rel_type
 from graph.releases import COMPLETE, LIST_RELEASES, ReleaseInfo
 
 log = logging.getLogger(__name__)

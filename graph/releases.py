@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from core.errors import ReleaseExists, ReleaseNotReady, UnknownRelease
 from graph.driver import Database
-from graph.errors import ReleaseExists, ReleaseNotReady, UnknownRelease
 
 __all__ = ["ReleaseExists", "ReleaseInfo"]
-from graph.naming import RELEASE_PROPERTIES, check_version, prop, rel_type
+from core.model import RELEASE_PROPERTIES, check_version, prop, rel_type
 from graph.schema import drop_release_schema, ensure_release_schema, ensure_schema
 
 LOADING, COMPLETE, FAILED = "loading", "complete", "failed"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.model import check_version, prop
 from graph.driver import Database
-from graph.naming import check_version, prop
 
 GLOBAL_SCHEMA = (
     "CREATE CONSTRAINT cell_nucleus_id IF NOT EXISTS FOR (c:Cell) REQUIRE c.nucleus_id IS UNIQUE",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from graph.errors import AuthFailed, CGraphError, ServerError
+from core.errors import AuthFailed, CGraphError, ServerError
 from graph.settings import ConnectionSettings, ServerSettings
 
 JVM_FLAGS = (

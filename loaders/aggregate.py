@@ -47,7 +47,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from graph.errors import InputError
+from core.errors import InputError
 from loaders.positions import DEFAULT_VOXEL_SIZE, parse_positions, split_columns
 from loaders.readers import (
     DEFAULT_BATCH_ROWS,
@@ -92,7 +92,7 @@ def build_release(
 ) -> ReleaseData:
     """Read, validate and aggregate one release. Each source is a path or a DataFrame.
 
-    Raises :class:`graph.errors.InputError` (file, column, row) on any bad input.
+    Raises :class:`core.errors.InputError` (file, column, row) on any bad input.
     """
     given = {NUCLEI: nuclei, SYNAPSES: synapses, NEURONS: neurons, CELL_TYPES: cell_types}
     opened = {t: open_source(s, t) for t, s in given.items() if s is not None}

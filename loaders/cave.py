@@ -12,7 +12,7 @@ Only three client calls are used::
 Row caps: the service truncates large answers (non-deterministically) at a server-side cap.
 Every query here passes ``limit=row_limit``; an answer of ``row_limit`` rows or more is treated as
 truncated: the batch of root (or nucleus) IDs is split in two and both halves are retried. A single
-ID that still hits the cap raises :class:`graph.errors.LimitExceeded`. ``row_limit`` must be no
+ID that still hits the cap raises :class:`core.errors.LimitExceeded`. ``row_limit`` must be no
 larger than the server's own cap (200,000 is safe for minnie65_public).
 ``remove_autapses=False`` matters: caveclient removes autapses *after* the limit, which would hide
 a truncation; the aggregator drops and counts them itself.
@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from graph.errors import InputError, LimitExceeded
+from core.errors import InputError, LimitExceeded
 from loaders.aggregate import build_release
 from loaders.tables import ReleaseData
 

@@ -9,7 +9,7 @@ Accepted encodings of a position column ``pt_position``:
 * strings: numpy print ``"[103860  44385    891]"``, ``"[1.5e3 2 3]"``, ``"(x, y, z)"``,
   ``"[x, y, z]"`` (CSV dumps). Parsed with one vectorised regex (``pyarrow.compute.extract_regex``).
 
-Anything else raises :class:`graph.errors.InputError` naming file, column and 1-based row.
+Anything else raises :class:`core.errors.InputError` naming file, column and 1-based row.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from graph.errors import InputError
+from core.errors import InputError
 
 DEFAULT_VOXEL_SIZE: tuple[float, float, float] = (4.0, 4.0, 40.0)
 

@@ -7,7 +7,7 @@ is headerless; when ``{table}_header.csv`` lies beside it, that file supplies th
 
 ID columns are read as int64 without ever passing through float64 (CSV: explicit pyarrow column
 types; Parquet/Arrow/DataFrame: a float column is rejected as the wrong type). Every problem
-raises :class:`graph.errors.InputError` naming the file, the column and the 1-based data row.
+raises :class:`core.errors.InputError` naming the file, the column and the 1-based data row.
 
 Column mapping: ``{canonical_dest: source_column}`` applies to every table that has
 ``source_column``; a key ``"synapses.size"`` applies to that table only (see
@@ -34,7 +34,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from graph.errors import InputError
+from core.errors import InputError
 
 Source: TypeAlias = str | os.PathLike[str] | pd.DataFrame
 RowsCallback: TypeAlias = Callable[[int], None]

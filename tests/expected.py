@@ -30,12 +30,19 @@ def expected_release(
     size_col: str | None = "size",
     id_col: str | None = "id",
 ) -> Expected:
-    nuc = nuclei[[nucleus_col, root_col]].rename(columns={nucleus_col: "nucleus_id", root_col: "root_id"})
+    nuc = nuclei[[nucleus_col, root_col]].rename(
+        columns={nucleus_col: "nucleus_id", root_col: "root_id"}
+    )
     per_root = nuc[nuc.root_id != 0].groupby("root_id").nucleus_id.agg(["count", "first"])
     unique_root = per_root[per_root["count"] == 1]["first"]  # root -> nucleus
     multi = set(per_root[per_root["count"] > 1].index)
 
-    syn = pd.DataFrame({"pre_root": synapses[pre_col].astype("int64"), "post_root": synapses[post_col].astype("int64")})
+    syn = pd.DataFrame(
+        {
+            "pre_root": synapses[pre_col].astype("int64"),
+            "post_root": synapses[post_col].astype("int64"),
+        }
+    )
     syn["sid"] = synapses[id_col].astype("int64") if id_col else range(len(synapses))
     syn["size"] = synapses[size_col].astype("int64") if size_col else pd.NA
     total = len(syn)

@@ -23,8 +23,8 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from graph.errors import MotifError
-from graph.motif.ir import Constraint, Motif
+from analysis.motif.ir import Constraint, Motif
+from core.errors import MotifError
 
 #: Cypher names of node properties; ``{v}`` is the release.
 NODE_PROPERTY_CYPHER = {

@@ -7,9 +7,9 @@ names the same matches on every call against a complete (immutable) release.
 
 from __future__ import annotations
 
+from analysis.motif.ir import Motif
 from graph.driver import AsyncDatabase, Database
 from graph.motif.cypher import compile_motif
-from graph.motif.ir import Motif
 
 Match = dict[str, int]
 

@@ -24,10 +24,10 @@ import uvicorn
 
 from api.app import create_app
 from api.settings import ApiSettings
+from cgraph.load import load_release
 from graph.driver import AsyncDatabase, Database
 from graph.releases import begin_load, drop_release, get_release
 from graph.settings import ConnectionSettings
-from loaders.load import load_release
 from loaders.synth import generate
 from tests import expected as shared_expected
 

@@ -18,11 +18,11 @@ import pytest
 from dotmotif import GrandIsoExecutor
 from dotmotif import Motif as DotMotif
 
+from cgraph.load import load_release
 from graph import releases
 from graph.driver import Database
-from graph.release_graph import clear_cache
 from graph.settings import ConnectionSettings
-from loaders.load import load_release
+from graph.whole_release import clear_cache
 from loaders.synth import generate
 from tests.api.motif_helpers import (
     SynthRelease,

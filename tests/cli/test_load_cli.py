@@ -32,9 +32,7 @@ def snapshot(db: Database) -> tuple[object, ...]:
     """Everything in the database, summarised exactly enough to notice any change."""
     nodes = db.read("MATCH (n) RETURN count(n) AS n")[0]["n"]
     rels = db.read("MATCH ()-[r]->() RETURN type(r) AS t, count(r) AS n ORDER BY t")
-    props = db.read(
-        "MATCH (n) UNWIND keys(n) AS k RETURN k, count(*) AS n ORDER BY k"
-    )
+    props = db.read("MATCH (n) UNWIND keys(n) AS k RETURN k, count(*) AS n ORDER BY k")
     rel = db.read("MATCH (r:Release) RETURN properties(r) AS p ORDER BY r.version")
     return (nodes, tuple(map(str, rels)), tuple(map(str, props)), tuple(map(str, rel)))
 
@@ -60,7 +58,9 @@ def test_pinky100_loads_with_a_mapping_and_reports_quirks(
     assert proc.returncode == 0, proc.stderr
     nuclei = pd.read_csv(d / "soma_valence_v185.csv")
     syn = pd.read_csv(d / "soma_subgraph_synapses_spines_v185.csv")
-    exp = expected_release(nuclei, syn, pre_col="pre_root_id", post_col="post_root_id", size_col="cleft_vx")
+    exp = expected_release(
+        nuclei, syn, pre_col="pre_root_id", post_col="post_root_id", size_col="cleft_vx"
+    )
     # SOURCE.txt: 3 roots with 2 somas each, 2 autaptic synapses
     assert exp.counts["multi_nucleus_roots"] == 3 and exp.counts["dropped_autapse"] == 2
     info = releases.get_release(db, v)
@@ -73,9 +73,13 @@ def test_pinky100_loads_with_a_mapping_and_reports_quirks(
     # position strings "[x y z]" in voxels of 4x4x40 nm -> nm points
     row = nuclei.iloc[0]
     x, y, z = (float(t) for t in row.pt_position.strip("[]").split())
-    got = db.read("MATCH (c:Cell {nucleus_id: $n}) RETURN c.position AS p", {"n": int(row.id)})[0]["p"]
+    got = db.read("MATCH (c:Cell {nucleus_id: $n}) RETURN c.position AS p", {"n": int(row.id)})[0][
+        "p"
+    ]
     assert (got.x, got.y, got.z) == (x * 4, y * 4, z * 40)
-    edges = db.read(f"MATCH (a)-[r:SYNAPSE_V{v}]->(b) RETURN sum(r.synapses) AS s, sum(r.size) AS size")
+    edges = db.read(
+        f"MATCH (a)-[r:SYNAPSE_V{v}]->(b) RETURN sum(r.synapses) AS s, sum(r.size) AS size"
+    )
     assert edges == [{"s": exp.counts["synapses"], "size": int(exp.edges["size"].sum())}]
 
 
@@ -85,7 +89,9 @@ def test_connectivity_only_export_has_null_size(
     d = shared_data / PINKY
     v = 18502
     drop_after.append(v)
-    syn = pd.read_csv(d / "soma_subgraph_synapses_spines_v185.csv")[["id", "pre_root_id", "post_root_id"]]
+    syn = pd.read_csv(d / "soma_subgraph_synapses_spines_v185.csv")[
+        ["id", "pre_root_id", "post_root_id"]
+    ]
     path = tmp_path / "synapses.csv.gz"
     with gzip.open(path, "wt") as fh:
         syn.to_csv(fh, index=False)
@@ -111,7 +117,14 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[str, Path, Path, str]]:
         return p
 
     gn, gs = write("good_nuclei", good_n), write("good_synapses", good_s)
-    cases.append(("missing column", gn, write("s_missing", good_s.drop(columns="post_pt_root_id")), "post_pt_root_id"))
+    cases.append(
+        (
+            "missing column",
+            gn,
+            write("s_missing", good_s.drop(columns="post_pt_root_id")),
+            "post_pt_root_id",
+        )
+    )
     bad = good_s.astype({"size": object})
     bad.loc[1, "size"] = "big"
     cases.append(("wrong type", gn, write("s_type", bad), "size"))
@@ -143,7 +156,11 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
         proc = cgraph(cli_env, "load", "--version", str(v), "--nuclei", str(nuclei),
                       "--synapses", str(syn), "--no-progress")  # fmt: skip
         assert proc.returncode == 2, (case, proc.stdout, proc.stderr)
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "%|" not in ln and "rows/s" not in ln]
+        lines = [
+            ln
+            for ln in proc.stderr.splitlines()
+            if ln.strip() and "%|" not in ln and "rows/s" not in ln
+        ]
         assert len(lines) == 1 and "Traceback" not in proc.stderr, (case, proc.stderr)
         assert needle in lines[0], (case, lines[0])
         assert snapshot(db) == before, case

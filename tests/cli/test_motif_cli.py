@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from api.cli import _Group
-from api.cli_motif import census_cmd, motif_cmd
+from cgraph.load import load_release
+from cgraph.main import _Group
+from cgraph.motif import census_cmd, motif_cmd
 from graph import releases
 from graph.driver import Database
-from loaders.load import load_release
 from loaders.synth import generate
 from tests.expected import expected_release
 

@@ -16,7 +16,9 @@ from graph.settings import ConnectionSettings, ServerSettings
 CGRAPH = str(Path(sys.executable).parent / "cgraph")
 
 
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [CGRAPH, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
     )

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cgraph.load import load_release
 from graph import releases
 from graph.driver import Database
-from loaders.load import load_release
 from loaders.synth import generate
 from tests.expected import expected_release
 
@@ -23,11 +23,17 @@ V_OLD, V_NEW = 9211, 9243  # stand in for the README's 117 and 343
 
 
 def demo_args() -> dict[str, int]:
-    line = next(ln for ln in (REPO / "Makefile").read_text().splitlines() if ln.startswith("DEMO_ARGS"))
+    line = next(
+        ln for ln in (REPO / "Makefile").read_text().splitlines() if ln.startswith("DEMO_ARGS")
+    )
     words = shlex.split(line.split(":=", 1)[1])
     args = dict(zip(words[::2], words[1::2], strict=True))
     assert args["--versions"] == f"{OLD},{NEW}"
-    return {"cells": int(args["--cells"]), "synapses": int(args["--synapses"]), "seed": int(args["--seed"])}
+    return {
+        "cells": int(args["--cells"]),
+        "synapses": int(args["--synapses"]),
+        "seed": int(args["--seed"]),
+    }
 
 
 def readme_queries() -> list[str]:
@@ -81,7 +87,9 @@ def test_readme_queries_answer_like_pandas(db: Database, demo: Path) -> None:
     rows = db.read(lookup, {"root_id": root})
     holders = sorted(n_old[n_old == root].index)
     assert sorted(r["nucleus_id"] for r in rows) == holders
-    assert {r["nucleus_id"]: r[f"root_v{V_NEW}"] for r in rows} == {h: int(n_new[h]) for h in holders}
+    assert {r["nucleus_id"]: r[f"root_v{V_NEW}"] for r in rows} == {
+        h: int(n_new[h]) for h in holders
+    }
 
     pairs = db.read(reciprocal.replace("LIMIT 50", "") + " ")
     keys = set(zip(e.pre, e.post, strict=True))

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cgraph.load import load_release
+from core.errors import ReleaseExists
 from graph import releases
 from graph.driver import Database
-from graph.errors import ReleaseExists
-from loaders.load import load_release
 from loaders.synth import generate
 from tests.expected import expected_release
 
@@ -118,14 +118,14 @@ def test_reload_without_replace_is_refused(db: Database, synthetic: Path) -> Non
     assert db.read(f"MATCH ()-[r:SYNAPSE_V{V1}]->() RETURN count(r) AS n") == before
 
 
-def test_drop_release_leaves_the_other_release_whole(
-    db: Database, synthetic: Path
-) -> None:
+def test_drop_release_leaves_the_other_release_whole(db: Database, synthetic: Path) -> None:
     v3 = 9103
     before = graph_edges(db, V2)
     load_release(db, v3, nuclei=synthetic / f"nuclei_v{V1}.parquet",
                  synapses=synthetic / f"synapses_v{V1}.parquet")  # fmt: skip
     releases.drop_release(db, v3)
     assert releases.get_release(db, v3) is None
-    assert db.read("MATCH (c:Cell) WHERE c.root_id_v9103 IS NOT NULL RETURN count(c) AS n") == [{"n": 0}]
+    assert db.read("MATCH (c:Cell) WHERE c.root_id_v9103 IS NOT NULL RETURN count(c) AS n") == [
+        {"n": 0}
+    ]
     pd.testing.assert_frame_equal(graph_edges(db, V2), before)

@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.motif import count_motif, find_motif, parse_motif
+from cgraph.load import load_release
+from core.budget import Deadline
+from core.errors import QueryTimeout, ReleaseNotReady, UnknownRelease
 from graph import releases
-from graph.budget import Deadline
 from graph.driver import Database
-from graph.errors import QueryTimeout, ReleaseNotReady, UnknownRelease
-from graph.motif import count_motif, find_motif, parse_motif
 from graph.motif.search import count_motif_cypher, search_motif
-from graph.release_graph import clear_cache, get_release_graph
-from loaders.load import load_release
+from graph.whole_release import clear_cache, get_release_graph
 from loaders.synth import generate
 from tests.expected import expected_release
 

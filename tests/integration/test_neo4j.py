@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
+from core.errors import AuthFailed, Neo4jUnavailable, QueryTimeout
 from graph.driver import Database
-from graph.errors import AuthFailed, Neo4jUnavailable, QueryTimeout
 from graph.schema import ensure_release_schema, ensure_schema
 from graph.settings import ConnectionSettings
 
@@ -18,7 +18,9 @@ def test_return_1(db: Database) -> None:
 
 
 def test_routing_uri_works(neo4j_settings: ConnectionSettings) -> None:
-    routed = dataclasses.replace(neo4j_settings, uri=neo4j_settings.uri.replace("bolt://", "neo4j://"))
+    routed = dataclasses.replace(
+        neo4j_settings, uri=neo4j_settings.uri.replace("bolt://", "neo4j://")
+    )
     with Database(routed) as d:
         assert d.read("RETURN $v AS v", {"v": 864691135987654321}) == [{"v": 864691135987654321}]
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graph.errors import InputError
+from core.errors import InputError
 from loaders.aggregate import RootIndex, build_release
 
 PINKY_MAPPING = {

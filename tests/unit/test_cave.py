@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graph.errors import LimitExceeded
+from core.errors import LimitExceeded
 from loaders.aggregate import build_release
 from loaders.cave import read_cave_release
 

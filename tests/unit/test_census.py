@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graph.census import TRIAD_CODES, ReleaseGraph, reciprocal_pairs, triad_census
-from graph.nullmodel import KeyTable, _swap_round, degree_preserving_null, er_expected, repeated
+from analysis.census import TRIAD_CODES, ReleaseGraph, reciprocal_pairs, triad_census
+from analysis.nullmodel import KeyTable, _swap_round, degree_preserving_null, er_expected, repeated
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 PINKY = DATA / "microns_pinky100_v185"
@@ -146,8 +146,8 @@ def test_degree_preserving_null_is_the_same_in_worker_processes() -> None:
 
 
 def test_null_model_times_out() -> None:
-    from graph.budget import Deadline
-    from graph.errors import QueryTimeout
+    from core.budget import Deadline
+    from core.errors import QueryTimeout
 
     g = _from_nx(_random_digraph(3))
     with pytest.raises(QueryTimeout):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from api.cli import cli
+from cgraph.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()

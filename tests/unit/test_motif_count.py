@@ -11,10 +11,10 @@ import pytest
 from dotmotif import GrandIsoExecutor
 from dotmotif import Motif as DotMotif
 
-from graph.census import ReleaseGraph
-from graph.motif.count import automorphism_count, count_motif, find_motif
-from graph.motif.ir import Motif
-from graph.motif.parser import parse_motif
+from analysis.census import ReleaseGraph
+from analysis.motif.count import automorphism_count, count_motif, find_motif
+from analysis.motif.ir import Motif
+from analysis.motif.parser import parse_motif
 
 TYPES = ["23P", "BC", "MC", "4P"]
 
@@ -202,8 +202,8 @@ def test_open_and_disconnected_motifs_equal_brute_force(text: str) -> None:
 
 
 def test_a_long_count_ends_in_timeout() -> None:
-    from graph.budget import Deadline
-    from graph.errors import QueryTimeout
+    from core.budget import Deadline
+    from core.errors import QueryTimeout
 
     star = parse_motif("A -> B; A -> C; A -> D; A -> E; A -> F; B -> C")
     with pytest.raises(QueryTimeout):

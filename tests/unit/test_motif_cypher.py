@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from graph.errors import MotifError
+from analysis.motif.parser import parse_motif
+from core.errors import MotifError
 from graph.motif.cypher import compile_motif
-from graph.motif.parser import parse_motif
 
 
 def test_reciprocal_pair_match() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from graph.errors import MotifError, MotifSyntaxError
-from graph.motif.ir import Constraint, Edge, Motif
-from graph.motif.parser import parse_motif
+from analysis.motif.ir import Constraint, Edge, Motif
+from analysis.motif.parser import parse_motif
+from core.errors import MotifError, MotifSyntaxError
 
 
 def test_edges_constraints_and_comments() -> None:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from graph.errors import InputError
+from core.errors import InputError
 from loaders.positions import parse_positions
 
 VOX = np.array([4.0, 4.0, 40.0])

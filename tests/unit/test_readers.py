@@ -14,7 +14,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from graph.errors import InputError
+from core.errors import InputError
 from loaders.aggregate import build_release
 
 BIG = 864691135987654321  # > 2**53

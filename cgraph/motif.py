@@ -1,6 +1,6 @@
 """`cgraph motif | census`: CLI twins of the GraphQL motifCount/motifSearch and motifCensus.
 
-Register in api/cli.py: ``from api.cli_motif import census_cmd, motif_cmd`` and
+Register in api/cli.py: ``from cgraph.motif import census_cmd, motif_cmd`` and
 ``cli.add_command(...)``. Named errors (syntax, unknown release, timeout) become one line.
 """
 
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import click
 
-from graph.budget import Deadline
-from graph.census_run import NullKind, run_census, select
+from analysis.census_run import NullKind, run_census, select
+from analysis.motif import count_motif, find_motif, parse_motif
+from core.budget import Deadline
 from graph.driver import Database
-from graph.motif import count_motif, find_motif, parse_motif
-from graph.release_graph import get_release_graph
+from graph.whole_release import get_release_graph
 
 NULLS: dict[str, NullKind] = {"none": "none", "er": "er", "degree-preserving": "degree_preserving"}
 

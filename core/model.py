@@ -6,7 +6,7 @@ ever pasted into a query string.
 
 from __future__ import annotations
 
-from graph.errors import BadRequest
+from core.errors import BadRequest
 
 MAX_VERSION = 10**9
 

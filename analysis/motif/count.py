@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from graph.budget import Deadline, check
-from graph.census import (
+from analysis.census import (
     _PAIR_BITS,
     _PATTERN_CLASS,
     TRIAD_CODES,
@@ -34,8 +33,9 @@ from graph.census import (
     census_counts,
     reciprocal_count,
 )
-from graph.errors import MotifError
-from graph.motif.ir import Constraint, Edge, Motif
+from analysis.motif.ir import Constraint, Edge, Motif
+from core.budget import Deadline, check
+from core.errors import MotifError
 
 BoolArray = npt.NDArray[np.bool_]
 _OPS: dict[str, Callable[[Any, Any], Any]] = {

@@ -9,10 +9,10 @@ from typing import Literal
 
 import numpy as np
 
-from graph.budget import Deadline
-from graph.census import TRIAD_CODES, ReleaseGraph, census_with_pairs
-from graph.errors import BadRequest
-from graph.nullmodel import degree_preserving_null, er_expected, er_expected_reciprocal
+from analysis.census import TRIAD_CODES, ReleaseGraph, census_with_pairs
+from analysis.nullmodel import degree_preserving_null, er_expected, er_expected_reciprocal
+from core.budget import Deadline
+from core.errors import BadRequest
 
 NullKind = Literal["none", "er", "degree_preserving"]
 MAX_SAMPLES = 1000

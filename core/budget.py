@@ -1,7 +1,7 @@
 """Time budgets for in-memory work: the in-process twin of a Neo4j transaction timeout.
 
 Long computations call :meth:`Deadline.check` between steps (a join step, a chunk of rows, a
-null-model sample) and end in :class:`~graph.errors.QueryTimeout`, never in a partial answer.
+null-model sample) and end in :class:`~core.errors.QueryTimeout`, never in a partial answer.
 ``time.monotonic`` is system-wide on Linux, so a deadline also holds in worker processes.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from graph.errors import QueryTimeout
+from core.errors import QueryTimeout
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """`cgraph`: the command line. The one place that wires graph/, loaders/ and api/ together.
 
-Every named error (graph.errors) becomes one line on stderr and a non-zero exit, never a traceback.
+Every named error (core.errors) becomes one line on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Any
 
 import click
 
-from api.cli_data import drop_release_cmd, list_releases_cmd, load, load_cave, synth
-from api.cli_motif import census_cmd, motif_cmd
-from api.serve import serve
+from cgraph.data import drop_release_cmd, list_releases_cmd, load, load_cave, synth
+from cgraph.motif import census_cmd, motif_cmd
+from cgraph.serve import serve
+from core.errors import CGraphError, InputError
 from graph import server
-from graph.errors import CGraphError, InputError
 from graph.settings import ConnectionSettings, ServerSettings
 
 EXIT_ERROR = 1
@@ -99,7 +99,16 @@ def neo4j_status() -> None:
         sys.exit(3)
 
 
-for _cmd in (synth, load, load_cave, list_releases_cmd, drop_release_cmd, serve, motif_cmd, census_cmd):
+for _cmd in (
+    synth,
+    load,
+    load_cave,
+    list_releases_cmd,
+    drop_release_cmd,
+    serve,
+    motif_cmd,
+    census_cmd,
+):
     cli.add_command(_cmd)
 
 

@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from graph.budget import Deadline
-from graph.census import ReleaseGraph
+from analysis.release_graph import ReleaseGraph
+from core.budget import Deadline
+from core.errors import ReleaseNotReady, UnknownRelease
+from core.model import check_version, prop, rel_type
 from graph.driver import AsyncDatabase, Database
-from graph.errors import ReleaseNotReady, UnknownRelease
-from graph.naming import check_version, prop, rel_type
 
 #: How many release graphs the process keeps (least recently used are dropped).
 MAX_CACHED = 4

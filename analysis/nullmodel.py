@@ -3,7 +3,7 @@ degree-preserving randomisation (directed edge swaps, sampled).
 
 The swap chain works on plain edge arrays and a sorted key set that is updated, not
 rebuilt, after each round; every sample's census runs directly on the swapped arrays
-(graph.census.census_counts), so a sample costs two sorts plus the triangle pass.
+(analysis.census.census_counts), so a sample costs two sorts plus the triangle pass.
 
     >>> null = degree_preserving_null(g, samples=100, seed=1)
     >>> null.z_scores(triad_census(g))["030T"]
@@ -21,9 +21,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from graph.budget import Deadline, check
-from graph.census import _PATTERN_CLASS, TRIAD_CODES, IntArray, ReleaseGraph, census_with_pairs
-from graph.errors import QueryTimeout
+from analysis.census import _PATTERN_CLASS, TRIAD_CODES, IntArray, ReleaseGraph, census_with_pairs
+from core.budget import Deadline, check
+from core.errors import QueryTimeout
 
 
 def er_expected(n: int, m: int, model: Literal["gnp", "gnm"] = "gnp") -> dict[str, float]:

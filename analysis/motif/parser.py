@@ -16,8 +16,7 @@ from typing import Any
 
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from graph.errors import MotifError, MotifSyntaxError
-from graph.motif.ir import (
+from analysis.motif.ir import (
     EDGE_OPERATORS,
     EDGE_PROPERTIES,
     MAX_MOTIF_NODES,
@@ -29,6 +28,7 @@ from graph.motif.ir import (
     Scalar,
     Value,
 )
+from core.errors import MotifError, MotifSyntaxError
 
 _OP_ALIASES = {"==": "=", "<>": "!="}
 _TOKEN_NAMES = {
@@ -52,7 +52,7 @@ _TOKEN_NAMES = {
 
 @cache
 def _lark() -> Lark:
-    grammar = resources.files("graph.motif").joinpath("grammar.lark").read_text()
+    grammar = resources.files("analysis.motif").joinpath("grammar.lark").read_text()
     return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 

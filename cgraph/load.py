@@ -18,10 +18,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from core.errors import CGraphError
+from core.model import check_version
 from graph import releases
 from graph.driver import Database
-from graph.errors import CGraphError
-from graph.naming import check_version
 from loaders.aggregate import build_release
 from loaders.readers import Source
 from loaders.tables import ReleaseData

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
+from cgraph.load import LoadSummary, load_release
+from core.errors import BadRequest
 from graph import releases
 from graph.driver import Database
-from graph.errors import BadRequest
-from loaders.load import LoadSummary, load_release
 from loaders.versions import default_timestamp, parse_timestamp
 
 
@@ -18,7 +18,9 @@ def parse_map(pairs: tuple[str, ...]) -> dict[str, str]:
     for pair in pairs:
         dest, sep, src = pair.partition("=")
         if not sep or not dest.strip() or not src.strip():
-            raise BadRequest(f"--map takes DEST=SRC (e.g. pre_pt_root_id=pre_root_id), got {pair!r}")
+            raise BadRequest(
+                f"--map takes DEST=SRC (e.g. pre_pt_root_id=pre_root_id), got {pair!r}"
+            )
         mapping[dest.strip()] = src.strip()
     return mapping
 
@@ -53,7 +55,9 @@ def summary_lines(s: LoadSummary) -> list[str]:
     if s.multi_nucleus_roots:
         shown = list(s.multi_nucleus_roots.items())[:5]
         text = "; ".join(f"{root}: {ids}" for root, ids in shown)
-        more = f" (+{len(s.multi_nucleus_roots) - 5} more)" if len(s.multi_nucleus_roots) > 5 else ""
+        more = (
+            f" (+{len(s.multi_nucleus_roots) - 5} more)" if len(s.multi_nucleus_roots) > 5 else ""
+        )
         lines.append(f"  roots shared by several nuclei (no synapse attributed): {text}{more}")
     for key in ("neuron_rows_unmatched", "cell_type_rows_unmatched"):
         if c.get(key):
@@ -65,7 +69,9 @@ def summary_lines(s: LoadSummary) -> list[str]:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--cells", type=click.IntRange(min=3), required=True, help="Number of nuclei.")
 @click.option("--synapses", type=click.IntRange(min=1), required=True, help="Synapses per release.")
-@click.option("--versions", default="117,343", show_default=True, help="Release versions, comma separated.")
+@click.option(
+    "--versions", default="117,343", show_default=True, help="Release versions, comma separated."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 def synth(out_dir: Path, cells: int, synapses: int, versions: str, seed: int) -> None:
     """Write a synthetic MICrONS-like dataset: per version V, nuclei_vV.parquet,
@@ -79,17 +85,26 @@ def synth(out_dir: Path, cells: int, synapses: int, versions: str, seed: int) ->
 
 
 @click.command()
-@click.option("--version", "version", type=click.IntRange(min=0), required=True, help="Release version.")
-@click.option("--timestamp", help="Materialization time (ISO 8601, UTC if no zone). Default: the published one for known minnie65 versions.")
+@click.option(
+    "--version", "version", type=click.IntRange(min=0), required=True, help="Release version."
+)
+@click.option(
+    "--timestamp",
+    help="Materialization time (ISO 8601, UTC if no zone). Default: the published one for known minnie65 versions.",
+)
 @click.option("--nuclei", type=click.Path(exists=True, dir_okay=False), required=True)
 @click.option("--synapses", type=click.Path(exists=True, dir_okay=False), required=True)
 @click.option("--neurons", type=click.Path(exists=True, dir_okay=False))
 @click.option("--cell-types", type=click.Path(exists=True, dir_okay=False))
 @click.option("--map", "maps", multiple=True, metavar="DEST=SRC",
               help="Column mapping, e.g. pre_pt_root_id=pre_root_id or synapses.size=cleft_vx.")  # fmt: skip
-@click.option("--voxel-size", default="4,4,40", show_default=True, help="nm per voxel of positions.")
+@click.option(
+    "--voxel-size", default="4,4,40", show_default=True, help="nm per voxel of positions."
+)
 @click.option("--replace", is_flag=True, help="Replace a complete release of this version whole.")
-@click.option("--skip-existing", is_flag=True, help="Do nothing when this version is already complete.")
+@click.option(
+    "--skip-existing", is_flag=True, help="Do nothing when this version is already complete."
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def load(version: int, timestamp: str | None, nuclei: str, synapses: str, neurons: str | None,
          cell_types: str | None, maps: tuple[str, ...], voxel_size: str, replace: bool,
@@ -143,8 +158,16 @@ def drop_release_cmd(version: int) -> None:
 
 @click.command("load-cave")
 @click.option("--datastack", default="minnie65_public", show_default=True)
-@click.option("--version", "version", type=click.IntRange(min=0), required=True, help="Materialization version.")
-@click.option("--neuron-table", help="e.g. nucleus_neuron_svm (v117-343) or nucleus_ref_neuron_svm (v661+).")
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=0),
+    required=True,
+    help="Materialization version.",
+)
+@click.option(
+    "--neuron-table", help="e.g. nucleus_neuron_svm (v117-343) or nucleus_ref_neuron_svm (v661+)."
+)
 @click.option("--cell-type-table", help="e.g. aibs_metamodel_celltypes_v661 (v795+).")
 @click.option("--row-limit", type=click.IntRange(min=1), default=200_000, show_default=True,
               help="Rows per query; at most the server's cap. Answers that hit it are split and retried.")  # fmt: skip
@@ -156,11 +179,13 @@ def load_cave(datastack: str, version: int, neuron_table: str | None, cell_type_
     try:
         from caveclient import CAVEclient
     except ImportError:
-        raise BadRequest("caveclient is not installed: pip install 'connectome-graph[cave]'") from None
+        raise BadRequest(
+            "caveclient is not installed: pip install 'connectome-graph[cave]'"
+        ) from None
     from tqdm import tqdm
 
+    from cgraph.load import write_release
     from loaders.cave import read_cave_release
-    from loaders.load import write_release
 
     client = CAVEclient(datastack)
     with tqdm(desc=f"v{version} synapses fetched", unit=" rows", disable=not progress) as bar:
