@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from strawberry.dataloader import DataLoader
 
-from core.errors import ReleaseNotReady, UnknownRelease
 from graph import queries
 from graph.driver import AsyncDatabase
 from graph.queries import CellRecord
-from graph.releases import COMPLETE, ReleaseInfo
+from graph.releases import ReleaseInfo, gate, get_releases
+from snapshot.layout import SnapshotError, open_snapshot
+from snapshot.read import EdgeSynapses, edge_synapses
+
+EdgeKey = tuple[int, int, int]  # version, pre nucleus ID, post nucleus ID
 
 
 @dataclass
@@ -25,6 +29,7 @@ class Context:
     response: Any = None
     cells: DataLoader[int, CellRecord | None] = field(init=False)
     releases: DataLoader[int, ReleaseInfo | None] = field(init=False)
+    edge_synapses: DataLoader[EdgeKey, EdgeSynapses] = field(init=False)
     complete: set[int] = field(default_factory=set)  # releases seen complete in this request
     prefetched: dict[Any, asyncio.Future[Any]] = field(default_factory=dict)  # api.partners
 
@@ -37,10 +42,35 @@ class Context:
             return cells
 
         async def load_releases(versions: Sequence[int]) -> list[ReleaseInfo | None]:
-            return await queries.get_releases(adb, versions)
+            return await get_releases(adb, versions)
 
         self.cells = DataLoader(load_fn=load_cells)  # type: ignore[arg-type]
         self.releases = DataLoader(load_fn=load_releases)  # type: ignore[arg-type]
+        self.edge_synapses = DataLoader(load_fn=self._load_edge_synapses)  # type: ignore[arg-type]
+
+    async def _load_edge_synapses(self, keys: Sequence[EdgeKey]) -> list[EdgeSynapses]:
+        """Per-synapse IDs and sizes of edges, from each release's snapshot (one read of a few
+        row groups per release, in a worker thread)."""
+        by_version: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for v, pre, post in keys:
+            by_version[v].append((pre, post))
+        found: dict[EdgeKey, EdgeSynapses] = {}
+        for v, pairs in by_version.items():
+            info = await self.releases.load(v)
+            gate(v, None if info is None else info.status)
+            assert info is not None
+            try:
+                snap = open_snapshot(v)
+            except SnapshotError:
+                snap = None
+            if snap is None or snap.digest != info.snapshot:
+                raise SnapshotError(
+                    f"per-synapse values of release {v} need its snapshot on the server "
+                    "(CGRAPH_DATA); it is not there"
+                )
+            got = await asyncio.to_thread(edge_synapses, snap, pairs)
+            found.update({(v, *pair): value for pair, value in got.items()})
+        return [found[k] for k in keys]
 
     def seen_complete(self, *versions: int) -> None:
         """A guarded query succeeded: these releases are complete for the rest of the request."""
@@ -54,8 +84,5 @@ class Context:
         if version in self.complete:
             return
         info = await self.releases.load(version)
-        if info is None:
-            raise UnknownRelease(version)
-        if info.status != COMPLETE:
-            raise ReleaseNotReady(version, info.status)
+        gate(version, None if info is None else info.status)
         self.complete.add(version)

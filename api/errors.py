@@ -19,7 +19,14 @@ log = logging.getLogger(__name__)
 
 #: codes whose message reaches the client
 PUBLIC_CODES = frozenset(
-    {"UNKNOWN_RELEASE", "RELEASE_NOT_READY", "TIMEOUT", "LIMIT_EXCEEDED", "BAD_REQUEST"}
+    {
+        "UNKNOWN_RELEASE",
+        "RELEASE_NOT_READY",
+        "TIMEOUT",
+        "LIMIT_EXCEEDED",
+        "BAD_REQUEST",
+        "SNAPSHOT_UNAVAILABLE",
+    }
 )
 INTERNAL = "INTERNAL"
 UNAVAILABLE = "UNAVAILABLE"

@@ -26,8 +26,8 @@ from api.settings import DEFAULT_PAGE
 from api.types import FIRST_DOC, Cell, CtxInfo, PageInfo
 from core.budget import Deadline
 from core.model import check_version
-from graph.motif.search import asearch_motif
-from graph.whole_release import aget_release_graph
+from graph.motif.search import search_motif
+from graph.whole_release import get_release_graph
 
 MOTIF_DOC = (
     "Motif in the DotMotif-compatible language, e.g. 'A -> B; B -> A' or "
@@ -124,7 +124,7 @@ class MotifQuery:
         tag = _cursor_tag(version, motif, induced)
         offset = int(decode_cursor(after, tag, 1)[0]) if after else 0
         await info.context.require_complete(version)
-        rows = await asearch_motif(
+        rows = await search_motif(
             info.context.adb, version, parsed, induced=induced, skip=offset, limit=first + 1
         )
         page = rows[:first]
@@ -153,7 +153,7 @@ class MotifQuery:
         parsed = parse_motif(motif)
         adb = info.context.adb
         deadline = Deadline.after(adb.settings.query_timeout)
-        g = await aget_release_graph(adb, version, deadline=deadline)
+        g = await get_release_graph(adb, version, deadline=deadline)
         n = await asyncio.to_thread(
             count_motif, g, parsed, induced=induced, distinct_subgraphs=distinct_subgraphs,
             deadline=deadline,
@@ -178,7 +178,7 @@ class MotifQuery:
         check_version(version)
         adb = info.context.adb
         deadline = Deadline.after(adb.settings.query_timeout)
-        g = await aget_release_graph(adb, version, deadline=deadline)
+        g = await get_release_graph(adb, version, deadline=deadline)
         sub = select(g, min_synapses=min_synapses, cell_types=cell_types, nucleus_ids=nucleus_ids)
         kind: NullKind = null_model.value
         result = await asyncio.to_thread(

@@ -21,8 +21,6 @@ from core.model import check_version
 from graph import queries
 from graph.queries import PartnerFilter, PartnerPage
 
-SYNAPSE_FIELDS = frozenset({"sizes", "synapseIds"})
-
 
 @dataclass(frozen=True)
 class PartnerRequest:
@@ -33,7 +31,6 @@ class PartnerRequest:
     order: queries.PartnerOrder
     first: int
     after: tuple[float, int] | None
-    with_synapses: bool
 
     @property
     def tag(self) -> str:
@@ -52,7 +49,6 @@ def partner_request(
     order_by: str = "SYNAPSES",
     first: int = DEFAULT_PAGE,
     after: str | None = None,
-    with_synapses: bool = True,
 ) -> PartnerRequest:
     """Validated request (BadRequest / LimitExceeded on bad arguments)."""
     check_version(version)
@@ -71,7 +67,6 @@ def partner_request(
         order=order,
         first=first,
         after=(key[0], int(key[1])) if key else None,
-        with_synapses=with_synapses,
     )
 
 
@@ -85,7 +80,6 @@ async def _run(ctx: Context, req: PartnerRequest) -> PartnerPage:
         order=req.order,
         first=req.first,
         after=req.after,
-        with_synapses=req.with_synapses,
     )
 
 
@@ -95,17 +89,6 @@ async def fetch(ctx: Context, req: PartnerRequest) -> PartnerPage:
     page = await task if task is not None else await _run(ctx, req)
     ctx.seen_complete(req.version)
     return page
-
-
-def selects(selections: Iterable[Any], names: Iterable[str]) -> bool:
-    """Whether any field named in `names` is selected anywhere below (fragments included)."""
-    wanted = set(names)
-    for sel in selections:
-        if getattr(sel, "name", None) in wanted:
-            return True
-        if selects(getattr(sel, "selections", None) or (), wanted):
-            return True
-    return False
 
 
 _ARGS = {"version": ("version", int), "minSynapses": ("min_synapses", int),
@@ -131,7 +114,6 @@ def _requests(nucleus_id: int, selections: Iterable[Any]) -> Iterable[PartnerReq
             yield partner_request(
                 nucleus_id,
                 sel.name.upper(),
-                with_synapses=selects(sel.selections or (), SYNAPSE_FIELDS),
                 **kwargs,
             )
 

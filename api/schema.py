@@ -38,14 +38,14 @@ from api.types import (
 )
 from core.errors import BadRequest
 from core.model import check_version
-from graph import queries
+from graph import queries, releases
 
 
 @strawberry.type
 class Query:
     @strawberry.field(description="Every release in the graph, by version (any status).")
     async def releases(self, info: CtxInfo) -> list[Release]:
-        return [Release(info=r) for r in await queries.list_releases(info.context.adb)]
+        return [Release(info=r) for r in await releases.list_releases(info.context.adb)]
 
     @strawberry.field(description="One release (null when not loaded).")
     async def release(self, info: CtxInfo, version: int) -> Release | None:

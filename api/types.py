@@ -12,7 +12,7 @@ from strawberry.types import Info
 
 from api.context import Context
 from api.pagination import encode_cursor
-from api.partners import SYNAPSE_FIELDS, fetch, partner_request, selects
+from api.partners import fetch, partner_request
 from api.settings import DEFAULT_PAGE, MAX_PAGE
 from core.model import check_version
 from graph import queries
@@ -272,8 +272,22 @@ class Partner:
     size: float | None = strawberry.field(
         description="Summed synaptic cleft size (voxels); null when the source had no sizes."
     )
-    sizes: list[int] = strawberry.field(description="Per-synapse sizes, by synapse ID.")
-    synapse_ids: list[str] = strawberry.field(description="Synapse IDs, ascending.")
+    version: strawberry.Private[int]
+    pre: strawberry.Private[int]
+    post: strawberry.Private[int]
+
+    @strawberry.field(
+        description="Per-synapse sizes, by synapse ID (from the release snapshot; empty when "
+        "the source had no sizes)."
+    )
+    async def sizes(self, info: CtxInfo) -> list[int]:
+        _, sizes = await info.context.edge_synapses.load((self.version, self.pre, self.post))
+        return sizes or []
+
+    @strawberry.field(description="Synapse IDs, ascending (from the release snapshot).")
+    async def synapse_ids(self, info: CtxInfo) -> list[str]:
+        ids, _ = await info.context.edge_synapses.load((self.version, self.pre, self.post))
+        return [str(i) for i in ids]
 
     @strawberry.field
     def mean_size(self) -> float | None:
@@ -306,7 +320,6 @@ async def _partners(
         cell.nucleus_id,
         direction.name,
         order_by=order.name,
-        with_synapses=selects(info.selected_fields, SYNAPSE_FIELDS),
         **args,
     )
     page = await fetch(info.context, req)
@@ -318,8 +331,9 @@ async def _partners(
             cell_type=p.cell.get("cell_type", req.version),
             synapses=p.synapses,
             size=None if p.size is None else float(p.size),
-            sizes=list(p.sizes),
-            synapse_ids=[str(i) for i in p.synapse_ids],
+            version=req.version,
+            pre=cell.nucleus_id if direction is Direction.OUTPUTS else p.cell.nucleus_id,
+            post=p.cell.nucleus_id if direction is Direction.OUTPUTS else cell.nucleus_id,
         )
         for p in page.partners
     ]

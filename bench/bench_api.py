@@ -68,7 +68,7 @@ def prepare(db: Database, data_dir: Path, spec: dict[str, int], seed: int) -> Pa
 
         print(f"generating {spec['synapses']:,} synapses into {out}", flush=True)
         generate(out, cells=spec["cells"], synapses=spec["synapses"], versions=[v], seed=seed)
-    info = get_release(db, v)
+    info = db.call(get_release, v)
     if info is None or info.status != COMPLETE:
         from cgraph.load import load_release
 
@@ -217,7 +217,7 @@ def main() -> None:
     read_ms = (time.perf_counter() - t) * 1000
     owner = owners(nuclei_path)
     picked = pick_cells(syn, owner, args.samples, args.seed)
-    root_of = {int(n): int(r) for r, n in owner.items()}
+    root_of = {int(n): int(r) for r, n in owner.items()}  # type: ignore[call-overload]
 
     def pandas_query(nucleus_id: int, frame: pd.DataFrame | None = None) -> pd.DataFrame:
         s = syn if frame is None else frame
@@ -243,9 +243,11 @@ def main() -> None:
         "e.synapses AS synapses, e.size AS size ORDER BY synapses DESC, nucleus_id LIMIT 1000"
     )
 
+    plain = neo4j.GraphDatabase.driver(conn.uri, auth=(conn.user, conn.password))
+
     def driver(nucleus_id: int) -> list[Any]:
         # the fastest plain use of the driver: one auto-commit read, rows as value lists
-        with db.driver.session(database=db.name, default_access_mode=neo4j.READ_ACCESS) as s:
+        with plain.session(database=conn.database, default_access_mode=neo4j.READ_ACCESS) as s:
             return s.run(cypher, {"n": nucleus_id}).values()
 
     port = free_port()
@@ -268,7 +270,7 @@ def main() -> None:
 
     results: dict[str, Any] = {
         "release": {"version": v, **{k: spec[k] for k in ("cells", "synapses")}},
-        "edges": (get_release(db, v).counts.get("edges") if get_release(db, v) else None),  # type: ignore[union-attr]
+        "edges": (db.call(get_release, v).counts.get("edges") if db.call(get_release, v) else None),  # type: ignore[union-attr]
         "degree": picked["degree"],
         "pandas_read_parquet_ms": round(read_ms, 1),
         "machine": {
@@ -283,7 +285,7 @@ def main() -> None:
     try:
         for cls in ("typical", "top1%"):
             cells = picked[cls]
-            row = {}
+            row: dict[str, Any] = {}
             for name, fn, reps in (
                 ("graphql", graphql, args.repeats),
                 ("driver", driver, args.repeats),

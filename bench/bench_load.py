@@ -1,175 +1,445 @@
-"""Load benchmark: aggregation and Bolt writes vs a plain-pandas baseline, in one run.
+"""Scale benchmark: a release from files to served, by stage, with peak memory, against
+baselines doing the same work in the same run.
 
-    .venv/bin/python bench/bench_load.py                 # CI size (1M) and 10M synapses
-    .venv/bin/python bench/bench_load.py --sizes 1000000 # one size
+    .venv/bin/python bench/bench_load.py                     # CI size (2,000 cells, 1M synapses)
+    .venv/bin/python bench/bench_load.py --full --data-dir /tmp/v117   # the MICrONS v117 shape
 
-For each size a synthetic release is generated (cached in bench/data/), then, each stage in its
-own process so its peak memory is its own:
-  * aggregate: loaders.aggregate.build_release (stream, validate, attribute, group) -> rows/s
-  * pandas: the baseline a user writes today: read the whole table, drop autapses, map roots to
-    nuclei, groupby (pre, post) -> rows/s
-  * write: the aggregated edges written over Bolt into a scratch release (at most --write-limit
-    edges, then dropped) -> edges/s
-Results go to bench/results/load.json and bench/results/load.md.
+Stages (each in its own process, so its peak RSS is its own; RSS of children such as the
+neo4j-admin JVM is reported apart):
+  * snapshot: `cgraph load`'s read + validate + aggregate + snapshot (loaders, snapshot/)
+  * duckdb: baseline: DuckDB doing the same attribution and grouping into the same two files
+  * bulk: the snapshot into a fresh store of a bench Neo4j (graph.bulk: CSV, import, start,
+    indexes, count check)
+  * admin: baseline: a plain script feeding neo4j-admin (CSV from the snapshot, import into a
+    scratch database folder; no release nodes, no indexes, no checks)
+  * online: the online writer on the first --online-edges edges of the same snapshot
+  * serve: partner queries through GraphQL (both directions, >= 200 cells, cold after a server
+    restart and warm) and whole-release analytics (motifCount reciprocal pair cold and warm,
+    motifCensus without null model)
+The bench Neo4j lives in --neo4j-home (default /tmp/cgraph-bench-neo4j, ports 7690/7477), never
+the project's own server. Results: bench/results/load[_full].json and .md.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
+import random
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-DATA = HERE / "data"
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
 RESULTS = HERE / "results"
-SCRATCH_VERSION = 990777
+VERSION = 117
+CI_SIZE = {"cells": 2_000, "synapses": 1_000_000}
+FULL_SIZE = {"cells": 144_120, "synapses": 337_312_429}
+TARGETS = {
+    "files_to_served_s": 360.0,
+    "loader_peak_gib": 6.0,
+    "bulk_edges_per_s": 500_000.0,
+    "online_edges_per_s": 60_000.0,
+    "partner_p50_warm_ms": 15.0,
+    "partner_p99_warm_ms": 150.0,
+    "reciprocal_cold_s": 20.0,
+    "reciprocal_warm_s": 2.0,
+}
 
 
-def dataset(synapses: int) -> Path:
-    from loaders.synth import generate
+# --------------------------------------------------------------------------- environment
 
-    out = DATA / f"load_{synapses}"
-    if not (out / "synapses_v1.parquet").exists():
-        generate(out, cells=max(2000, synapses // 500), synapses=synapses, versions=[1], seed=11)
+
+def bench_env(args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        CGRAPH_NEO4J_HOME=str(args.neo4j_home),
+        CGRAPH_NEO4J_BOLT_PORT=str(args.bolt_port),
+        CGRAPH_NEO4J_HTTP_PORT=str(args.http_port),
+        NEO4J_URI=f"bolt://127.0.0.1:{args.bolt_port}",
+        CGRAPH_DATA=str(args.work / "data"),
+        CGRAPH_QUERY_TIMEOUT=str(args.timeout),
+    )
+    return env
+
+
+def prepare_home(args: argparse.Namespace) -> None:
+    """A bench Neo4j home that shares the project's jars (no second download)."""
+    lib = args.neo4j_home / "lib"
+    if not lib.exists():
+        args.neo4j_home.mkdir(parents=True, exist_ok=True)
+        lib.symlink_to(REPO / ".neo4j" / "lib")
+
+
+def dataset(args: argparse.Namespace) -> Path:
+    files = args.data_dir / f"synapses_v{VERSION}.parquet"
+    if not files.exists():
+        from loaders.synth import generate
+
+        size = FULL_SIZE if args.full else CI_SIZE
+        generate(args.data_dir, cells=size["cells"], synapses=size["synapses"],
+                 versions=[VERSION], seed=VERSION, progress=True)  # fmt: skip
+    return args.data_dir
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def stage_snapshot(args: argparse.Namespace) -> dict[str, Any]:
+    from cgraph.load import aggregate_to_snapshot
+
+    d = args.data_dir
+    seconds: dict[str, float] = {}
+    snap, _ = aggregate_to_snapshot(
+        VERSION, nuclei=d / f"nuclei_v{VERSION}.parquet", synapses=d / f"synapses_v{VERSION}.parquet",
+        neurons=d / f"neurons_v{VERSION}.parquet", cell_types=d / f"cell_types_v{VERSION}.parquet",
+        progress=False, seconds=seconds,
+    )  # fmt: skip
+    return {"seconds": seconds, "counts": snap.counts, "path": str(snap.path)}
+
+
+DUCKDB_SQL = """
+CREATE TEMP TABLE roots AS
+  SELECT pt_root_id AS root, min(id) AS nucleus, count(*) AS k
+  FROM read_parquet('{nuclei}') WHERE pt_root_id <> 0 GROUP BY pt_root_id;
+CREATE TEMP VIEW used AS
+  SELECT a.nucleus AS pre, b.nucleus AS post, s.id, s.size
+  FROM read_parquet('{synapses}') s
+  JOIN roots a ON s.pre_pt_root_id = a.root AND a.k = 1
+  JOIN roots b ON s.post_pt_root_id = b.root AND b.k = 1
+  WHERE s.pre_pt_root_id <> s.post_pt_root_id;
+COPY (SELECT pre, post, count(*) AS synapses, sum(size) AS size FROM used
+      GROUP BY pre, post ORDER BY pre, post) TO '{out}/edges.parquet' (FORMAT parquet);
+COPY (SELECT pre, post, id, size FROM used ORDER BY pre, post, id)
+  TO '{out}/synapses.parquet' (FORMAT parquet);
+"""
+
+
+def stage_duckdb(args: argparse.Namespace) -> dict[str, Any]:
+    import duckdb
+
+    d, out = args.data_dir, args.work / "duckdb"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    con = duckdb.connect()
+    con.execute(f"SET threads = {os.cpu_count() or 2}; SET memory_limit = '4GB'; "
+                f"SET temp_directory = '{out / 'tmp'}'; SET preserve_insertion_order = false")  # fmt: skip
+    t = time.perf_counter()
+    con.execute(DUCKDB_SQL.format(nuclei=d / f"nuclei_v{VERSION}.parquet",
+                                  synapses=d / f"synapses_v{VERSION}.parquet", out=out))  # fmt: skip
+    dt = time.perf_counter() - t
+    edges = con.execute(f"SELECT count(*), sum(synapses) FROM '{out}/edges.parquet'").fetchone()
+    assert edges is not None
+    shutil.rmtree(out, ignore_errors=True)
+    return {"seconds": dt, "edges": int(edges[0]), "synapses": int(edges[1])}
+
+
+def _settings() -> tuple[Any, Any]:
+    from graph.settings import ConnectionSettings, ServerSettings
+
+    return ServerSettings.from_env(), ConnectionSettings.from_env()
+
+
+def stage_bulk(args: argparse.Namespace) -> dict[str, Any]:
+    from graph.bulk import bulk_import
+    from snapshot.layout import open_snapshot
+
+    srv, conn = _settings()
+    report = bulk_import([open_snapshot(VERSION)], srv, conn, progress=False)
+    return {"seconds": dict(report.seconds), "edges": report.relationships,
+            "edges_per_s": report.edges_per_s, "store_bytes": report.store_bytes}  # fmt: skip
+
+
+def stage_admin(args: argparse.Namespace) -> dict[str, Any]:
+    """The anchor: a plain script writes neo4j-admin CSV from the snapshot and imports it."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from snapshot.layout import open_snapshot
+
+    srv, _ = _settings()
+    snap = open_snapshot(VERSION)
+    work = args.work / "admin"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "conf").mkdir(parents=True)
+    (work / "conf" / "neo4j.conf").write_text(
+        f"server.directories.data={work / 'data'}\nserver.directories.logs={work / 'logs'}\n"
+        f"server.directories.run={work / 'run'}\n"
+    )
+    t = time.perf_counter()
+    cells = pq.read_table(snap.file("cells.parquet"), columns=["nucleus_id", "root_id"])
+    (work / "cells.csv").write_text(
+        f"nucleus_id:ID(Cell){{id-type:long}},root_id_v{VERSION}:long\n"
+    )
+    with (work / "cells.csv").open("ab") as fh:
+        pacsv.write_csv(cells, fh, pacsv.WriteOptions(include_header=False))
+    (work / "edges_h.csv").write_text(":START_ID(Cell),:END_ID(Cell),synapses:long,size:long\n")
+    with pacsv.CSVWriter(str(work / "edges.csv"), pa.schema(
+            [("pre", pa.int64()), ("post", pa.int64()), ("synapses", pa.int64()), ("size", pa.int64())]),
+            write_options=pacsv.WriteOptions(include_header=False)) as w:  # fmt: skip
+        for b in pq.ParquetFile(snap.file("edges.parquet")).iter_batches(batch_size=1 << 20):
+            w.write_batch(b)
+    t_csv = time.perf_counter() - t
+    java = shutil.which("java") or "java"
+    cmd = [java, "-Xmx2g", "--add-opens=java.base/java.nio=ALL-UNNAMED",
+           "--add-opens=java.base/sun.nio.ch=ALL-UNNAMED", "-cp", f"{srv.lib}/*",
+           "org.neo4j.cli.AdminTool", "database", "import", "full", "neo4j",
+           "--overwrite-destination=true", f"--threads={os.cpu_count() or 2}",
+           f"--nodes=Cell={work / 'cells.csv'}",
+           f"--relationships=SYNAPSE_V{VERSION}={work / 'edges_h.csv'},{work / 'edges.csv'}"]  # fmt: skip
+    env = dict(os.environ, NEO4J_HOME=str(work), NEO4J_CONF=str(work / "conf"))
+    t = time.perf_counter()
+    subprocess.run(cmd, cwd=work, env=env, check=True, stdout=subprocess.DEVNULL)
+    t_import = time.perf_counter() - t
+    shutil.rmtree(work, ignore_errors=True)
+    edges = snap.counts["edges"]
+    return {"seconds": {"csv": t_csv, "import": t_import}, "edges": edges,
+            "edges_per_s": edges / t_import}  # fmt: skip
+
+
+def stage_online(args: argparse.Namespace) -> dict[str, Any]:
+    """The online writer on a snapshot holding the first --online-edges edges."""
+    import pyarrow.parquet as pq
+
+    from cgraph.load import write_snapshot
+    from graph.driver import Database
+    from snapshot.layout import open_snapshot
+    from snapshot.write import SnapshotWriter
+
+    full = open_snapshot(VERSION)
+    v = VERSION + 1
+    with SnapshotWriter(v, has_size=full.has_size) as w:
+        w.write_cells(pq.read_table(full.file("cells.parquet")))
+        left = args.online_edges
+        for b in pq.ParquetFile(full.file("edges.parquet")).iter_batches(batch_size=1 << 20):
+            import pyarrow as pa
+
+            part = pa.Table.from_batches([b]).slice(0, left)
+            w.write_edges(part, None)
+            left -= part.num_rows
+            if left <= 0:
+                break
+        counts = {**full.counts, "edges": w.rows["edges.parquet"]}
+        snap = w.commit(counts=counts, sources=[], timestamp=None)
+    with Database() as db:
+        t = time.perf_counter()
+        write_snapshot(db, snap, replace=True)
+        dt = time.perf_counter() - t
+        from graph import releases
+
+        db.call(releases.drop_release, v)
+    return {"seconds": dt, "edges": snap.counts["edges"], "edges_per_s": snap.counts["edges"] / dt}
+
+
+def stage_serve(args: argparse.Namespace) -> dict[str, Any]:
+    from graph import server
+
+    srv, conn = _settings()
+    server.stop(srv)  # cold: page cache empty, no graph cached in any process
+    server.start(srv, conn)
+    return asyncio.run(_serve(args))
+
+
+PARTNERS = """query($n: Int!, $v: Int!) { cell(nucleusId: $n) {
+  outputs(version: $v, first: 1000) { totalCount nodes { nucleusId synapses size } }
+  inputs(version: $v, first: 1000) { totalCount nodes { nucleusId synapses size } } } }"""
+RECIPROCAL = '{ motifCount(version: %d, motif: "A -> B; B -> A") }'
+CENSUS = "{ motifCensus(version: %d, nullModel: NONE) { cells edges reciprocalPairs } }"
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+async def _serve(args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+    import pyarrow.parquet as pq
+
+    from api.app import create_app
+    from snapshot.layout import open_snapshot
+
+    cells = pq.read_table(open_snapshot(VERSION).file("cells.parquet"), columns=["nucleus_id"])
+    ids = cells["nucleus_id"].to_pylist()
+    picked = random.Random(VERSION).sample(ids, min(args.cells, len(ids)))
+    app = create_app()
+    out: dict[str, Any] = {"cells": len(picked)}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                                 timeout=600) as client:  # fmt: skip
+
+        async def ask(query: str, variables: dict[str, Any] | None = None) -> tuple[float, Any]:
+            t = time.perf_counter()
+            r = await client.post("/graphql", json={"query": query, "variables": variables or {}})
+            dt = time.perf_counter() - t
+            body = r.json()
+            if body.get("errors"):
+                raise RuntimeError(body["errors"])
+            return dt, body["data"]
+
+        partners = 0
+        for label in ("cold", "warm"):
+            lat = []
+            for n in picked:
+                dt, data = await ask(PARTNERS, {"n": n, "v": VERSION})
+                lat.append(dt * 1000)
+                if label == "cold":
+                    c = data["cell"]
+                    partners += c["outputs"]["totalCount"] + c["inputs"]["totalCount"]
+            out[f"partners_{label}_ms"] = {
+                "p50": _pct(lat, 50),
+                "p99": _pct(lat, 99),
+                "n": len(lat),
+            }
+        out["mean_partners"] = partners / max(len(picked), 1)
+        for label in ("cold", "warm"):
+            dt, data = await ask(RECIPROCAL % VERSION)
+            out[f"reciprocal_{label}_s"] = dt
+            out["reciprocal_count"] = data["motifCount"]
+        dt, data = await ask(CENSUS % VERSION)
+        out["census_none_s"] = dt
+        out["census"] = data["motifCensus"]
     return out
 
 
-def stage_aggregate(path: Path, batch_rows: int) -> dict[str, float]:
-    from loaders.aggregate import build_release
+STAGES = {"snapshot": stage_snapshot, "duckdb": stage_duckdb, "bulk": stage_bulk,
+          "admin": stage_admin, "online": stage_online, "serve": stage_serve}  # fmt: skip
 
+
+def run_stage(name: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    """One stage in a child process: its result, its wall time and its peak RSS (GiB)."""
+    cmd = [sys.executable, __file__, "--stage", name, *sys.argv[1:]]
     t = time.perf_counter()
-    data = build_release(
-        path / "nuclei_v1.parquet", path / "synapses_v1.parquet", batch_rows=batch_rows
-    )
-    dt = time.perf_counter() - t
-    return {"seconds": dt, "rows": data.counts["synapses_total"], "edges": len(data.edges)}
-
-
-def stage_pandas(path: Path) -> dict[str, float]:
-    import pandas as pd
-
-    t = time.perf_counter()
-    syn = pd.read_parquet(path / "synapses_v1.parquet")
-    nuc = pd.read_parquet(path / "nuclei_v1.parquet")
-    roots = (
-        nuc[nuc.pt_root_id != 0]
-        .drop_duplicates("pt_root_id", keep=False)
-        .set_index("pt_root_id")
-        .id
-    )
-    syn = syn[syn.pre_pt_root_id != syn.post_pt_root_id]
-    syn["pre"] = syn.pre_pt_root_id.map(roots)
-    syn["post"] = syn.post_pt_root_id.map(roots)
-    edges = (
-        syn.dropna(subset=["pre", "post"])
-        .groupby(["pre", "post"])
-        .agg(synapses=("id", "size"), size=("size", "sum"), ids=("id", list), sizes=("size", list))
-    )
-    dt = time.perf_counter() - t
-    return {"seconds": dt, "rows": len(syn), "edges": len(edges)}
-
-
-def stage_write(path: Path, limit: int) -> dict[str, float]:
-    import dataclasses
-
-    from graph import releases
-    from graph.driver import Database
-    from loaders.aggregate import build_release
-    from loaders.tables import Edges
-
-    data = build_release(path / "nuclei_v1.parquet", path / "synapses_v1.parquet")
-    e = data.edges
-    n = min(limit, len(e))
-    cut = int(e.offsets[n])
-    sub = Edges(e.pre[:n], e.post[:n], e.synapses[:n], None if e.size is None else e.size[:n],
-                e.offsets[: n + 1], e.synapse_ids[:cut], None if e.sizes is None else e.sizes[:cut])  # fmt: skip
-    data = dataclasses.replace(data, edges=sub)
-    from cgraph.load import cell_rows
-
-    with Database() as db:
-        if releases.get_release(db, SCRATCH_VERSION) is not None:
-            releases.drop_release(db, SCRATCH_VERSION)
-        releases.begin_load(db, SCRATCH_VERSION, None, replace=True)
-        t = time.perf_counter()
-        for rows in cell_rows(data, SCRATCH_VERSION, 5000):
-            releases.write_cells(db, SCRATCH_VERSION, rows)
-        t_cells = time.perf_counter() - t
-        t = time.perf_counter()
-        for rows in sub.iter_batches(20_000):
-            releases.write_edges(db, SCRATCH_VERSION, rows)
-        dt = time.perf_counter() - t
-        releases.drop_release(db, SCRATCH_VERSION)
-    return {"seconds": dt, "edges": n, "cells": len(data.cells), "cell_seconds": t_cells}
-
-
-def run_stage(args: list[str]) -> tuple[dict[str, float], float]:
-    """Run one stage in a child process; return its result and its peak RSS in MiB."""
-    proc = subprocess.Popen([sys.executable, __file__, "--stage", *args], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env)
     out = proc.stdout.read() if proc.stdout else b""
     _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
     if status != 0:
-        raise SystemExit(f"stage {args} failed")
-    return json.loads(out), usage.ru_maxrss / 1024
+        raise SystemExit(f"stage {name} failed (status {status})")
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    result["wall_s"] = wall
+    result["peak_rss_gib"] = usage.ru_maxrss / (1 << 20)
+    print(name, json.dumps(result), flush=True)
+    return dict(result)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def verdicts(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    snap, bulk, serve = r["snapshot"], r["bulk"], r["serve"]
+    files_to_served = snap["wall_s"] + bulk["wall_s"]
+    got = {
+        "files_to_served_s": files_to_served,
+        "loader_peak_gib": snap["peak_rss_gib"],
+        "bulk_edges_per_s": bulk["edges_per_s"],
+        "online_edges_per_s": r["online"]["edges_per_s"],
+        "partner_p50_warm_ms": serve["partners_warm_ms"]["p50"],
+        "partner_p99_warm_ms": serve["partners_warm_ms"]["p99"],
+        "reciprocal_cold_s": serve["reciprocal_cold_s"],
+        "reciprocal_warm_s": serve["reciprocal_warm_s"],
+    }
+    higher = {"bulk_edges_per_s", "online_edges_per_s"}
+    return {
+        k: {
+            "value": v,
+            "target": TARGETS[k],
+            "met": v >= TARGETS[k] if k in higher else v <= TARGETS[k],
+        }  # fmt: skip
+        for k, v in got.items()
+    }
+
+
+def markdown(r: dict[str, Any]) -> str:
+    s, d, b, a, o, v = (r[k] for k in ("snapshot", "duckdb", "bulk", "admin", "online", "serve"))
+    c = s["counts"]
+    lines = [
+        f"Synthetic release v{VERSION}: {r['size']['cells']:,} cells, {c['synapses_total']:,} "
+        f"synapses, {c['edges']:,} edges ({r['meta']['when']}, {r['meta']['cpus']} cores).",
+        "",
+        "| stage | ours | peak RSS GiB | baseline in the same run |",
+        "|---|---:|---:|---|",
+        f"| read + validate + aggregate | {s['seconds']['read_aggregate']:.1f} s | "
+        f"{s['peak_rss_gib']:.2f} | DuckDB, same attribution + grouping + the same two files: "
+        f"{d['seconds']:.1f} s, {d['peak_rss_gib']:.2f} GiB |",
+        f"| snapshot (Parquet + manifest) | {s['seconds']['snapshot']:.1f} s | (same process) | |",
+        f"| Neo4j write, bulk (CSV {b['seconds'].get('csv', 0):.1f} s, import "
+        f"{b['seconds'].get('import', 0):.1f} s, start {b['seconds'].get('start', 0):.1f} s, "
+        f"indexes {b['seconds'].get('indexes', 0):.1f} s) | {b['wall_s']:.1f} s, "
+        f"{b['edges_per_s']:,.0f} edges/s | {b['peak_rss_gib']:.2f} | plain script + neo4j-admin: "
+        f"CSV {a['seconds']['csv']:.1f} s + import {a['seconds']['import']:.1f} s "
+        f"({a['edges_per_s']:,.0f} edges/s) |",
+        f"| Neo4j write, online ({o['edges']:,} edges) | {o['edges_per_s']:,.0f} edges/s | "
+        f"{o['peak_rss_gib']:.2f} | |",
+        "",
+        f"Partner queries through GraphQL, both directions, first 1000 each, {v['cells']} random "
+        f"cells (mean {v['mean_partners']:,.0f} partners): cold p50 "
+        f"{v['partners_cold_ms']['p50']:.1f} ms / p99 {v['partners_cold_ms']['p99']:.1f} ms; warm "
+        f"p50 {v['partners_warm_ms']['p50']:.1f} ms / p99 {v['partners_warm_ms']['p99']:.1f} ms.",
+        f"Whole release: motifCount reciprocal pair cold {v['reciprocal_cold_s']:.1f} s "
+        f"(reads the snapshot), warm {v['reciprocal_warm_s']:.2f} s; motifCensus (no null model) "
+        f"{v['census_none_s']:.1f} s.",
+        "",
+        "| target | value | met |",
+        "|---|---:|---|",
+    ]
+    for k, t in r["targets"].items():
+        lines.append(f"| {k} <= or >= {t['target']:,} | {t['value']:,.2f} | "
+                     f"{'yes' if t['met'] else '**missed**'} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="1000000,10000000")
-    ap.add_argument("--batch-rows", type=int, default=1_000_000)
-    ap.add_argument("--write-limit", type=int, default=300_000)
-    ap.add_argument("--stage", nargs="+")
-    a = ap.parse_args()
-    if a.stage:
-        kind, path, *rest = a.stage
-        fn = {"aggregate": lambda: stage_aggregate(Path(path), int(rest[0])),
-              "pandas": lambda: stage_pandas(Path(path)),
-              "write": lambda: stage_write(Path(path), int(rest[0]))}[kind]  # fmt: skip
-        print(json.dumps(fn()))
+    ap.add_argument("--full", action="store_true", help="the MICrONS v117 shape")
+    ap.add_argument("--data-dir", type=Path)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/cgraph-bench-load"))
+    ap.add_argument("--neo4j-home", type=Path, default=Path("/tmp/cgraph-bench-neo4j"))
+    ap.add_argument("--bolt-port", type=int, default=7690)
+    ap.add_argument("--http-port", type=int, default=7477)
+    ap.add_argument("--online-edges", type=int, default=1_000_000)
+    ap.add_argument("--cells", type=int, default=250, help="cells for the partner queries")
+    ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--stages", default=",".join(STAGES))
+    ap.add_argument("--stage")
+    args = ap.parse_args()
+    size = FULL_SIZE if args.full else CI_SIZE
+    if args.data_dir is None:
+        args.data_dir = HERE / "data" / f"load_{size['synapses']}"
+    if args.stage:
+        print(json.dumps(STAGES[args.stage](args), default=str))
         return
-    results = []
-    for size in (int(s) for s in a.sizes.split(",")):
-        path = dataset(size)
-        agg, agg_mem = run_stage(["aggregate", str(path), str(a.batch_rows)])
-        pds, pd_mem = run_stage(["pandas", str(path)])
-        wr, wr_mem = run_stage(["write", str(path), str(a.write_limit)])
-        row = {
-            "synapses": size,
-            "edges": agg["edges"],
-            "aggregate_rows_per_s": agg["rows"] / agg["seconds"],
-            "aggregate_peak_mib": agg_mem,
-            "pandas_rows_per_s": size / pds["seconds"],
-            "pandas_peak_mib": pd_mem,
-            "speedup_vs_pandas": pds["seconds"] / agg["seconds"],
-            "edges_written": wr["edges"],
-            "edges_per_s": wr["edges"] / wr["seconds"],
-            "cells_per_s": wr["cells"] / wr["cell_seconds"],
-            "batch_rows": a.batch_rows,
-        }
-        results.append(row)
-        print(json.dumps(row), flush=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    prepare_home(args)
+    dataset(args)
+    env = bench_env(args)
+    results: dict[str, Any] = {"size": size}
+    try:
+        for name in args.stages.split(","):
+            results[name] = run_stage(name, args, env)
+    finally:
+        from graph import server
+        from graph.settings import ServerSettings
+
+        os.environ.update(env)
+        server.stop(ServerSettings.from_env())
+    results["meta"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
+                       "when": time.strftime("%Y-%m-%d %H:%M"), "command": " ".join(sys.argv)}  # fmt: skip
+    if set(STAGES) <= set(results):
+        results["targets"] = verdicts(results)
     RESULTS.mkdir(exist_ok=True)
-    meta = {
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "when": time.strftime("%Y-%m-%d %H:%M"),
-    }
-    (RESULTS / "load.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    lines = ["| synapses | edges | aggregation rows/s | pandas rows/s | speedup | agg peak MiB | pandas peak MiB | edges/s written (Bolt) | cells/s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for r in results:
-        lines.append(
-            f"| {r['synapses']:,} | {r['edges']:,} | {r['aggregate_rows_per_s'] / 1e6:.1f}M | "
-            f"{r['pandas_rows_per_s'] / 1e6:.2f}M | {r['speedup_vs_pandas']:.1f}x | {r['aggregate_peak_mib']:.0f} | "
-            f"{r['pandas_peak_mib']:.0f} | {r['edges_per_s']:,.0f} ({r['edges_written']:,} edges) | {r['cells_per_s']:,.0f} |"
-        )
-    (RESULTS / "load.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    name = "load_full" if args.full else "load"
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    if "targets" in results:
+        (RESULTS / f"{name}.md").write_text(markdown(results))
+        print(markdown(results))
 
 
 if __name__ == "__main__":

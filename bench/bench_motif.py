@@ -175,8 +175,8 @@ def placement(cells: int, synapses: int, seed: int, version: int) -> list[dict[s
     f = {t: folder / f"{t}_v{version - 5}.parquet" for t in ("nuclei", "synapses", "cell_types")}
     rows: list[dict[str, Any]] = []
     with Database() as db:
-        if releases.get_release(db, version) is not None:
-            releases.drop_release(db, version)
+        if db.call(releases.get_release, version) is not None:
+            db.call(releases.drop_release, version)
         nuclei, syn = pd.read_parquet(f["nuclei"]), pd.read_parquet(f["synapses"])
         ct = pd.read_parquet(f["cell_types"])
         t_load, _ = timed(
@@ -184,14 +184,14 @@ def placement(cells: int, synapses: int, seed: int, version: int) -> list[dict[s
         )
         try:
             clear_cache()
-            t_read, g = timed(lambda: get_release_graph(db, version))
+            t_read, g = timed(lambda: db.call(get_release_graph, version))
             base = {"graph": f"neo4j v{version}", "cells": g.n, "edges": g.m}
             rows.append({**base, "task": "read release into memory (cold, once)", "ours_s": t_read,
                          "reference": f"(load took {t_load:.0f} s)", "reference_s": None, "box_s": None})  # fmt: skip
             for label, text in MOTIFS.items():
                 motif = parse_motif(text)
                 ours_t, n = timed(partial(count_motif, g, motif))
-                ref_t, ref = timed(partial(count_motif_cypher, db, version, motif))
+                ref_t, ref = timed(partial(db.call, count_motif_cypher, version, motif))
                 assert ref == n, f"{label}: Cypher {ref} != {n}"
                 rows.append({**base, "task": f"count {label}", "count": n, "ours_s": ours_t,
                              "reference": "Neo4j Cypher count", "reference_s": ref_t, "box_s": None,
@@ -199,13 +199,13 @@ def placement(cells: int, synapses: int, seed: int, version: int) -> list[dict[s
             anchor = int(g.nodes[int(np.argmax(np.bincount(g.src, minlength=g.n)))])
             motif = parse_motif(f"A -> B; B -> C; A -> C\nA.nucleus_id = {anchor}")
             ours_t, page = timed(partial(find_motif, g, motif, limit=100))
-            ref_t, cy = timed(partial(search_motif, db, version, motif, limit=100))
+            ref_t, cy = timed(partial(db.call, search_motif, version, motif, limit=100))
             assert cy == page
             rows.append({**base, "task": "first page (100) of an anchored FFL", "ours_s": ours_t,
                          "reference": "Neo4j Cypher search", "reference_s": ref_t, "box_s": None,
                          "speedup": f"{ref_t / ours_t:,.1f}x"})  # fmt: skip
         finally:
-            releases.drop_release(db, version)
+            db.call(releases.drop_release, version)
     return rows
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 
-from cgraph.load import LoadSummary, load_release
+from cgraph.load import LoadSummary, load_release, parse_memory
 from core.errors import BadRequest
 from graph import releases
 from graph.driver import Database
@@ -37,7 +38,7 @@ def parse_voxel(text: str) -> tuple[float, float, float]:
         parts = tuple(float(v) for v in text.split(","))
     except ValueError:
         parts = ()
-    if len(parts) != 3 or min(parts) <= 0:
+    if len(parts) != 3 or not all(math.isfinite(p) and p > 0 for p in parts):
         raise BadRequest(f"--voxel-size takes three positive numbers like 4,4,40, got {text!r}")
     return parts  # type: ignore[return-value]
 
@@ -105,23 +106,29 @@ def synth(out_dir: Path, cells: int, synapses: int, versions: str, seed: int) ->
 @click.option(
     "--skip-existing", is_flag=True, help="Do nothing when this version is already complete."
 )
+@click.option(
+    "--memory",
+    help="Peak memory of aggregation, e.g. 4GB (default: CGRAPH_LOAD_MEMORY or 4GB); above it, work spills to disk.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def load(version: int, timestamp: str | None, nuclei: str, synapses: str, neurons: str | None,
          cell_types: str | None, maps: tuple[str, ...], voxel_size: str, replace: bool,
-         skip_existing: bool, progress: bool) -> None:  # fmt: skip
+         skip_existing: bool, memory: str | None, progress: bool) -> None:  # fmt: skip
     """Load one release from files (Parquet, Feather, CSV, CSV.gz, CAVE dumps)."""
     ts = parse_timestamp(timestamp) if timestamp else default_timestamp(version)
     mapping = parse_map(maps)
     voxel = parse_voxel(voxel_size)
+    mem = parse_memory(memory) if memory else None
     with Database() as db:
         db.verify()
-        existing = releases.get_release(db, version)
+        existing = db.call(releases.get_release, version)
         if skip_existing and existing is not None and existing.status == releases.COMPLETE:
             click.echo(f"release {version}: already complete, skipped")
             return
         summary = load_release(
             db, version, nuclei=nuclei, synapses=synapses, neurons=neurons, cell_types=cell_types,
             mapping=mapping, voxel_size=voxel, timestamp=ts, replace=replace, progress=progress,
+            memory=mem,
         )  # fmt: skip
     for line in summary_lines(summary):
         click.echo(line)
@@ -131,7 +138,7 @@ def load(version: int, timestamp: str | None, nuclei: str, synapses: str, neuron
 def list_releases_cmd() -> None:
     """Table of loaded releases with status and counts."""
     with Database() as db:
-        rows = releases.list_releases(db)
+        rows = db.call(releases.list_releases)
     if not rows:
         click.echo("no releases loaded")
         return
@@ -152,7 +159,7 @@ def list_releases_cmd() -> None:
 def drop_release_cmd(version: int) -> None:
     """Remove one release (its edges, its properties, cells only it had)."""
     with Database() as db:
-        releases.drop_release(db, version)
+        db.call(releases.drop_release, version)
     click.echo(f"release {version} dropped")
 
 

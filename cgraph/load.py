@@ -1,35 +1,43 @@
-"""read -> validate/aggregate -> write: one data release into the graph.
+"""The load pipeline: files -> read/validate/aggregate (loaders) -> release snapshot (Parquet +
+manifest) -> a Neo4j writer (graph). The one place that wires loaders and graph for loading.
 
-Nothing is written before the whole input is read, validated and aggregated, so bad input
-leaves the database unchanged. The release is `loading` while its cells and edges are written
-and becomes `complete` in one final transaction; a load that dies midway leaves it `loading`
-(or `failed`), and running the same load again clears that attempt first, so it ends in exactly
-the graph of a clean load.
+Nothing reaches Neo4j before the whole input is read, validated and aggregated and its snapshot
+is complete, so bad input leaves the database unchanged. The release is `loading` while its
+cells and edges are written and becomes `complete` in one final transaction after the written
+counts are checked against the snapshot; a load that dies midway leaves it `loading` (or
+`failed`), and running the same load again clears that attempt first.
+
+Writers: ``bulk`` (neo4j-admin import into a fresh store: the project's own local server with
+no release loaded yet) and ``online`` (transactional, into a running database others read).
+``auto`` picks bulk when it applies, online otherwise.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from tqdm import tqdm
 
-from core.errors import CGraphError
-from core.model import check_version
+from core.errors import BadRequest, ReleaseExists
+from core.model import COMPLETE, check_version
 from graph import releases
 from graph.driver import Database
-from loaders.aggregate import build_release
+from loaders.aggregate import DEFAULT_MEMORY, aggregate_release
+from loaders.positions import DEFAULT_VOXEL_SIZE
 from loaders.readers import Source
 from loaders.tables import ReleaseData
+from loaders.to_snapshot import write_release_snapshot
+from snapshot.layout import Snapshot
+from snapshot.write import describe_source
 
-CELL_BATCH = 5_000
-EDGE_BATCH = 20_000
-RELEASE_PROPS = ("root_id", "is_neuron", "cell_type", "classification_system",
-                 "out_synapses", "in_synapses")  # fmt: skip
+Writer = Literal["auto", "bulk", "online"]
 
 
 @dataclass(frozen=True)
@@ -37,64 +45,88 @@ class LoadSummary:
     version: int
     counts: Mapping[str, int]
     multi_nucleus_roots: Mapping[int, list[int]]
+    writer: str = "online"
+    snapshot: Path | None = None
+    seconds: Mapping[str, float] = field(default_factory=dict)  # by stage
 
 
-def release_counts(data: ReleaseData) -> dict[str, int]:
-    """The counts stored on the (:Release) node."""
-    c = dict(data.counts)
-    out = {k: int(v) for k, v in c.items() if k != "synapses_used"}
-    out["synapses"] = int(c["synapses_used"])
-    out["multi_nucleus_roots"] = len(data.multi_nucleus_roots)
-    return out
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20,
+          "MB": 1 << 20, "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30}  # fmt: skip
 
 
-def cell_rows(data: ReleaseData, version: int, batch: int) -> Any:
-    for rows in data.iter_cell_batches(batch):
-        yield [
-            {
-                "nucleus_id": r["nucleus_id"],
-                "x": r["x"],
-                "y": r["y"],
-                "z": r["z"],
-                "volume": r["volume"],
-                "props": {f"{k}_v{version}": r[k] for k in RELEASE_PROPS if k in r},
-            }
-            for r in rows
-        ]
+def parse_memory(text: str, *, what: str = "--memory") -> int:
+    """'4GB', '512m', '2GiB' -> bytes (at least 64 MiB)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text or "")
+    unit = m.group(2).upper() if m else ""
+    if m is None or unit not in _UNITS:
+        raise BadRequest(f"{what} takes a size like 4GB or 512MB, got {text!r}")
+    value = int(float(m.group(1)) * _UNITS[unit])
+    if value < 64 << 20:
+        raise BadRequest(f"{what} must be at least 64MB, got {text!r}")
+    return value
 
 
-def write_release(
-    db: Database,
+def default_memory() -> int:
+    env = os.environ.get("CGRAPH_LOAD_MEMORY")
+    return parse_memory(env, what="CGRAPH_LOAD_MEMORY") if env else DEFAULT_MEMORY
+
+
+def _sources(given: Mapping[str, Source | None]) -> list[dict[str, Any]]:
+    return [
+        describe_source(t, s if not hasattr(s, "columns") else None)  # type: ignore[arg-type]
+        for t, s in given.items()
+        if s is not None
+    ]
+
+
+def aggregate_to_snapshot(
     version: int,
-    data: ReleaseData,
     *,
+    nuclei: Source,
+    synapses: Source,
+    neurons: Source | None = None,
+    cell_types: Source | None = None,
+    mapping: Mapping[str, str] | None = None,
+    voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
     timestamp: datetime | None = None,
-    replace: bool = False,
     progress: bool = False,
-    workers: int = 1,
-) -> LoadSummary:
-    """Write an aggregated release. Raises ReleaseExists when complete and not `replace`."""
+    batch_rows: int = 1_000_000,
+    memory: int | None = None,
+    seconds: dict[str, float] | None = None,
+) -> tuple[Snapshot, dict[int, list[int]]]:
+    """Read, validate, aggregate and write the snapshot of one release."""
     v = check_version(version)
-    releases.begin_load(db, v, timestamp, replace=replace)
-    try:
-        with tqdm(total=len(data.cells), desc=f"v{v} cells", unit=" cells",
-                  disable=not progress, unit_scale=True) as bar:  # fmt: skip
-            for rows in cell_rows(data, v, CELL_BATCH):
-                bar.update(releases.write_cells(db, v, rows))
-        with tqdm(total=len(data.edges), desc=f"v{v} edges", unit=" edges",
-                  disable=not progress, unit_scale=True) as bar, \
-                ThreadPoolExecutor(max_workers=workers) as pool:  # fmt: skip
-            batches = data.edges.iter_batches(EDGE_BATCH)
-            for n in pool.map(lambda rows: releases.write_edges(db, v, rows), batches):
-                bar.update(n)
-        counts = release_counts(data)
-        releases.finish_load(db, v, counts)
-    except BaseException as exc:
-        # connection gone: the release stays `loading`, never `complete`
-        with contextlib.suppress(CGraphError, OSError):
-            releases.mark_failed(db, v, f"{type(exc).__name__}: {exc}")
-        raise
-    return LoadSummary(v, counts, data.multi_nucleus_roots)
+    t0 = time.perf_counter()
+    with tqdm(desc=f"v{v} synapses read", unit=" rows", unit_scale=True,
+              disable=not progress) as bar:  # fmt: skip
+        agg = aggregate_release(
+            nuclei, synapses, neurons, cell_types, mapping=mapping, voxel_size=voxel_size,
+            batch_rows=batch_rows, memory=memory or default_memory(), on_rows=bar.update,
+        )  # fmt: skip
+    t1 = time.perf_counter()
+    given = {"nuclei": nuclei, "synapses": synapses, "neurons": neurons, "cell_types": cell_types}
+    with tqdm(desc=f"v{v} snapshot edges", unit=" edges", unit_scale=True,
+              disable=not progress) as bar:  # fmt: skip
+        snap = write_release_snapshot(agg, v, timestamp=timestamp, sources=_sources(given),
+                                      voxel_size=voxel_size, on_edges=bar.update)  # fmt: skip
+    if seconds is not None:
+        seconds["read_aggregate"] = t1 - t0
+        seconds["snapshot"] = time.perf_counter() - t1
+    return snap, agg.multi_nucleus_roots
+
+
+def write_snapshot(
+    db: Database, snap: Snapshot, *, replace: bool = False, progress: bool = False
+) -> None:
+    """The online writer with progress bars (edges/s and ETA)."""
+    v = snap.version
+    counts = snap.counts
+    with tqdm(total=counts["cells"], desc=f"v{v} cells", unit=" cells", unit_scale=True,
+              disable=not progress) as cells, \
+         tqdm(total=counts["edges"], desc=f"v{v} edges", unit=" edges", unit_scale=True,
+              disable=not progress) as edges:  # fmt: skip
+        db.call(releases.write_snapshot, snap, replace=replace, on_cells=cells.update,
+                on_edges=edges.update)  # fmt: skip
 
 
 def load_release(
@@ -106,24 +138,46 @@ def load_release(
     neurons: Source | None = None,
     cell_types: Source | None = None,
     mapping: Mapping[str, str] | None = None,
-    voxel_size: Sequence[float] = (4.0, 4.0, 40.0),
+    voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
     timestamp: datetime | None = None,
     replace: bool = False,
     progress: bool = False,
     batch_rows: int = 1_000_000,
-    on_aggregated: Callable[[ReleaseData], None] | None = None,
+    memory: int | None = None,
 ) -> LoadSummary:
-    """Load one release from DataFrames or files (Parquet, Feather, CSV, CSV.gz, CAVE dumps)."""
+    """Load one release from DataFrames or files (Parquet, Feather, CSV, CSV.gz, CAVE dumps)
+    through its snapshot, with the online writer. Raises ReleaseExists when complete and not
+    `replace` (before reading anything)."""
     v = check_version(version)
-    existing = releases.get_release(db, v)
-    if existing is not None and existing.status == releases.COMPLETE and not replace:
-        raise releases.ReleaseExists(v)
-    with tqdm(desc=f"v{v} synapses read", unit=" rows", unit_scale=True,
-              disable=not progress) as bar:  # fmt: skip
-        data = build_release(
-            nuclei, synapses, neurons, cell_types, mapping=mapping, voxel_size=voxel_size,
-            batch_rows=batch_rows, on_rows=bar.update,
-        )  # fmt: skip
-    if on_aggregated is not None:
-        on_aggregated(data)
-    return write_release(db, v, data, timestamp=timestamp, replace=replace, progress=progress)
+    existing = db.call(releases.get_release, v)
+    if existing is not None and existing.status == COMPLETE and not replace:
+        raise ReleaseExists(v)
+    seconds: dict[str, float] = {}
+    snap, multi = aggregate_to_snapshot(
+        v, nuclei=nuclei, synapses=synapses, neurons=neurons, cell_types=cell_types,
+        mapping=mapping, voxel_size=voxel_size, timestamp=timestamp, progress=progress,
+        batch_rows=batch_rows, memory=memory, seconds=seconds,
+    )  # fmt: skip
+    t = time.perf_counter()
+    write_snapshot(db, snap, replace=replace, progress=progress)
+    seconds["neo4j_write"] = time.perf_counter() - t
+    return LoadSummary(v, snap.counts, multi, "online", snap.path, seconds)
+
+
+def write_release(
+    db: Database,
+    version: int,
+    data: ReleaseData,
+    *,
+    timestamp: datetime | None = None,
+    replace: bool = False,
+    progress: bool = False,
+    voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
+    sources: Sequence[Mapping[str, Any]] = (),
+) -> LoadSummary:
+    """Snapshot and write an aggregated in-memory release (live CAVE)."""
+    v = check_version(version)
+    snap = write_release_snapshot(data, v, timestamp=timestamp, sources=sources,
+                                  voxel_size=voxel_size)  # fmt: skip
+    write_snapshot(db, snap, replace=replace, progress=progress)
+    return LoadSummary(v, snap.counts, data.multi_nucleus_roots, "online", snap.path)

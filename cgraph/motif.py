@@ -41,7 +41,7 @@ def motif_cmd(version: int, motif: str, induced: bool, distinct_subgraphs: bool,
     parsed = parse_motif(motif)
     with Database() as db:
         deadline = Deadline.after(timeout or db.settings.query_timeout)
-        g = get_release_graph(db, version, deadline=deadline)
+        g = db.call(get_release_graph, version, deadline=deadline)
     n = count_motif(g, parsed, induced=induced, distinct_subgraphs=distinct_subgraphs,
                     deadline=deadline)  # fmt: skip
     kind = "distinct subgraphs" if distinct_subgraphs else "ordered matches"
@@ -75,7 +75,7 @@ def census_cmd(version: int, null: str, samples: int, seed: int, min_synapses: i
     """
     with Database() as db:
         deadline = Deadline.after(timeout or db.settings.query_timeout)
-        g = get_release_graph(db, version, deadline=deadline)
+        g = db.call(get_release_graph, version, deadline=deadline)
     sub = select(g, min_synapses=min_synapses, cell_types=list(cell_types) or None)
     r = run_census(sub, null=NULLS[null], samples=samples, seed=seed, deadline=deadline)
     exp = r.expected_reciprocal_pairs

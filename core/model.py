@@ -1,24 +1,117 @@
-"""Validated pieces for the only dynamic parts of our Cypher: per-release names.
+"""The graph model, declared once: labels, the per-release relationship type, release-scoped cell
+properties, edge properties and the counts a release carries. Names, schema, write rows, reads,
+the motif property whitelist, the snapshot columns and the GraphQL field docs derive from here.
 
-A release version is a positive int; property stems come from a whitelist. Nothing else is
-ever pasted into a query string.
+The only dynamic parts of our Cypher are per-release names built here from validated pieces: a
+release version is an int in range, a property stem comes from :data:`RELEASE_PROPERTIES`.
+Nothing else is ever pasted into a query string.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from core.errors import BadRequest
 
 MAX_VERSION = 10**9
 
-#: release-scoped Cell properties (stem -> meaning)
-RELEASE_PROPERTIES = {
-    "root_id": "root ID of the cell's segment in this release (int64)",
-    "is_neuron": "neuron/not-neuron from the neuron table",
-    "cell_type": "cell type from the cell-type table",
-    "classification_system": "classification system of the cell type",
-    "out_synapses": "all outgoing synapses of the cell, fragments included",
-    "in_synapses": "all incoming synapses of the cell, fragments included",
+CELL_LABEL = "Cell"
+RELEASE_LABEL = "Release"
+
+
+@dataclass(frozen=True)
+class ReleaseProperty:
+    """A cell property that holds one value per release (``{stem}_v{version}``)."""
+
+    stem: str
+    type: type  # the Python type of its values (int, bool, str)
+    indexed: bool
+    description: str
+    annotation: bool = False  # comes from an annotation table (may be absent)
+
+
+#: release-scoped Cell properties, in the order they are written
+RELEASE_PROPERTIES: tuple[ReleaseProperty, ...] = (
+    ReleaseProperty("root_id", int, True, "root ID of the cell's segment in this release (int64)"),
+    ReleaseProperty("is_neuron", bool, False, "neuron/not-neuron from the neuron table", True),
+    ReleaseProperty("cell_type", str, True, "cell type from the cell-type table", True),
+    ReleaseProperty(
+        "classification_system", str, False, "classification system of the cell type", True
+    ),
+    ReleaseProperty(
+        "out_synapses", int, False, "all outgoing synapses of the cell, fragments included"
+    ),
+    ReleaseProperty(
+        "in_synapses", int, False, "all incoming synapses of the cell, fragments included"
+    ),
+)
+RELEASE_PROPERTY = {p.stem: p for p in RELEASE_PROPERTIES}
+INDEXED_STEMS = tuple(p.stem for p in RELEASE_PROPERTIES if p.indexed)
+ANNOTATION_STEMS = tuple(p.stem for p in RELEASE_PROPERTIES if p.annotation)
+
+#: release-independent Cell properties
+CELL_PROPERTIES = {
+    "nucleus_id": "nucleus ID (int64), stable across releases; the key",
+    "position": "cartesian-3d point, nm",
+    "volume": "nucleus volume, um^3 (null when unknown)",
+    "releases": "the versions the cell is in",
 }
+
+#: properties of a SYNAPSE_V{v} relationship
+EDGE_PROPERTIES = {
+    "synapses": "number of synapses from the pre- to the postsynaptic cell",
+    "size": "summed synaptic cleft size, voxels (null when the source had no sizes)",
+}
+
+#: counts stored on the (:Release) node, as the loader reports them
+RELEASE_COUNT_KEYS = (
+    "cells",
+    "edges",
+    "synapses",
+    "synapses_total",
+    "dropped_autapse",
+    "dropped_root0",
+    "dropped_multi_nucleus_root",
+    "dropped_partner_without_nucleus",
+    "multi_nucleus_roots",
+    "neuron_rows_unmatched",
+    "cell_type_rows_unmatched",
+)
+#: the attribution outcomes of synapse rows (README "Attribution rules")
+DROP_KEYS = (
+    "dropped_autapse",
+    "dropped_root0",
+    "dropped_multi_nucleus_root",
+    "dropped_partner_without_nucleus",
+)
+
+#: release status values
+LOADING, COMPLETE, FAILED, DROPPING = "loading", "complete", "failed", "dropping"
+
+#: display labels for Neo4j Browser colours (graph/browser-style.grass), from cell types
+DISPLAY_LABELS = ("Excitatory", "Inhibitory", "NonNeuron")
+CLASS_OF_TYPE = {
+    "Excitatory": [
+        "23P", "4P", "5P-IT", "5P-ET", "5P-NP", "5P-PT", "6P-IT", "6P-CT", "6IT", "6CT", "e",
+    ],
+    "Inhibitory": ["BC", "MC", "BPC", "NGC", "i"],
+    "NonNeuron": ["OPC", "astrocyte", "microglia", "pericyte", "oligo", "g", "glia"],
+}  # fmt: skip
+CLASS_OF_SYSTEM = {
+    "excitatory_neuron": "Excitatory",
+    "inhibitory_neuron": "Inhibitory",
+    "nonneuron": "NonNeuron",
+}
+
+
+def display_label(cell_type: str | None, classification_system: str | None) -> str | None:
+    """The display label of a cell (classification system first, then the cell type)."""
+    if classification_system is not None and classification_system in CLASS_OF_SYSTEM:
+        return CLASS_OF_SYSTEM[classification_system]
+    for label, types in CLASS_OF_TYPE.items():
+        if cell_type in types:
+            return label
+    return None
 
 
 def check_version(version: object) -> int:
@@ -36,6 +129,11 @@ def rel_type(version: int) -> str:
 
 def prop(stem: str, version: int) -> str:
     """`root_id_v117` for ('root_id', 117)."""
-    if stem not in RELEASE_PROPERTIES:
+    if stem not in RELEASE_PROPERTY:
         raise BadRequest(f"unknown release property {stem!r}")
     return f"{stem}_v{check_version(version)}"
+
+
+def index_name(stem: str, version: int) -> str:
+    """`cell_root_id_v117`: the name of the index on a release property."""
+    return f"cell_{prop(stem, version)}"

@@ -1,14 +1,26 @@
-"""The one place that owns Neo4j drivers (sync and async).
+"""The one place that owns the Neo4j driver: one async data layer, and a sync runner over it.
 
-Every query goes through `Database.read`/`write` (or the async twins): managed transactions,
-the database name always passed, reads under a timeout that raises `QueryTimeout` instead of
-returning less, and driver errors mapped to the project's named exceptions.
+Every query goes through :class:`AsyncDatabase` (``read``, ``read_auto``, ``write``, ``write_tx``,
+``run_autocommit``): managed transactions, the database name always passed, reads under a
+timeout that raises `QueryTimeout` instead of returning less, and driver errors mapped to the
+project's named exceptions. Every function of ``graph/`` that queries is ``async`` and takes an
+``AsyncDatabase``.
+
+Sync code (the CLI, loaders' pipeline, tests, benchmarks) uses :class:`Database`, a runner
+(datasette's pattern): it owns an event loop in a background thread with an ``AsyncDatabase``
+opened in it, and runs coroutines there::
+
+    with Database() as db:
+        info = db.call(releases.get_release, 117)   # = await releases.get_release(adb, 117)
+        rows = db.read("MATCH (c:Cell) RETURN count(c) AS n")
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
 import neo4j
@@ -53,78 +65,17 @@ def _auth(settings: ConnectionSettings) -> tuple[str, str]:
     return (settings.user, settings.password)
 
 
-class Database:
-    """Synchronous access: CLI, loaders, tests."""
-
-    def __init__(self, settings: ConnectionSettings | None = None) -> None:
-        self.settings = settings or ConnectionSettings.from_env()
-        with mapped_errors(self.settings):
-            self.driver = neo4j.GraphDatabase.driver(
-                self.settings.uri, auth=_auth(self.settings), max_connection_pool_size=32
-            )
-
-    @property
-    def name(self) -> str:
-        return self.settings.database
-
-    def close(self) -> None:
-        self.driver.close()
-
-    def __enter__(self) -> Database:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def verify(self) -> str:
-        """Check connectivity and credentials; return the server agent (e.g. 'Neo4j/5.26.30')."""
-        with mapped_errors(self.settings):
-            self.driver.verify_connectivity()
-            info = self.driver.get_server_info()
-            self.read("RETURN 1 AS ok")
-            return info.agent
-
-    def read(
-        self, cypher: str, params: Params | None = None, *, timeout: float | None = None
-    ) -> list[dict[str, Any]]:
-        seconds = timeout if timeout is not None else self.settings.query_timeout
-
-        @neo4j.unit_of_work(timeout=seconds)
-        def work(tx: neo4j.ManagedTransaction) -> list[dict[str, Any]]:
-            return [r.data() for r in tx.run(cypher, dict(params or {}))]  # type: ignore[arg-type]
-
-        with mapped_errors(self.settings, seconds), self.driver.session(database=self.name) as s:
-            return s.execute_read(work)
-
-    def write(self, cypher: str, params: Params | None = None) -> list[dict[str, Any]]:
-        def work(tx: neo4j.ManagedTransaction) -> list[dict[str, Any]]:
-            return [r.data() for r in tx.run(cypher, dict(params or {}))]  # type: ignore[arg-type]
-
-        with mapped_errors(self.settings), self.driver.session(database=self.name) as s:
-            return s.execute_write(work)
-
-    def write_tx(self, work: Callable[[neo4j.ManagedTransaction], T]) -> T:
-        """Run several statements in one managed write transaction."""
-        with mapped_errors(self.settings), self.driver.session(database=self.name) as s:
-            return s.execute_write(work)
-
-    def run_autocommit(self, cypher: str, params: Params | None = None) -> None:
-        """Schema statements (CREATE INDEX/CONSTRAINT) and CALL {} IN TRANSACTIONS need this."""
-        with mapped_errors(self.settings), self.driver.session(database=self.name) as s:
-            s.run(cypher, dict(params or {})).consume()  # type: ignore[arg-type]
-
-
 class AsyncDatabase:
-    """Asynchronous read access for the GraphQL service."""
+    """The data layer: every read and write of the project (GraphQL service, loaders, CLI)."""
 
-    def __init__(self, settings: ConnectionSettings | None = None) -> None:
+    def __init__(self, settings: ConnectionSettings | None = None, *, pool_size: int = 64) -> None:
         self.settings = settings or ConnectionSettings.from_env()
         with mapped_errors(self.settings):
             # a service answers fast or says UNAVAILABLE: no 30 s waits on a dead server
             self.driver = neo4j.AsyncGraphDatabase.driver(
                 self.settings.uri,
                 auth=_auth(self.settings),
-                max_connection_pool_size=64,
+                max_connection_pool_size=pool_size,
                 connection_timeout=5.0,
                 connection_acquisition_timeout=10.0,
                 max_transaction_retry_time=5.0,
@@ -151,6 +102,36 @@ class AsyncDatabase:
             async with self.driver.session(database=self.name) as s:
                 return await s.execute_read(work)
 
+    async def write(self, cypher: str, params: Params | None = None) -> list[dict[str, Any]]:
+        async def work(tx: neo4j.AsyncManagedTransaction) -> list[dict[str, Any]]:
+            result = await tx.run(cypher, dict(params or {}))  # type: ignore[arg-type]
+            return [r.data() async for r in result]
+
+        with mapped_errors(self.settings):
+            async with self.driver.session(database=self.name) as s:
+                return await s.execute_write(work)
+
+    async def write_tx(self, work: Callable[[neo4j.AsyncManagedTransaction], Awaitable[T]]) -> T:
+        """Run several statements in one managed write transaction."""
+        with mapped_errors(self.settings):
+            async with self.driver.session(database=self.name) as s:
+                return await s.execute_write(work)
+
+    async def run_autocommit(self, cypher: str, params: Params | None = None) -> None:
+        """Schema statements (CREATE INDEX/CONSTRAINT) and CALL {} IN TRANSACTIONS need this."""
+        with mapped_errors(self.settings):
+            async with self.driver.session(database=self.name) as s:
+                result = await s.run(cypher, dict(params or {}))  # type: ignore[arg-type]
+                await result.consume()
+
+    async def verify(self) -> str:
+        """Check connectivity and credentials; return the server agent (e.g. 'Neo4j/5.26.30')."""
+        with mapped_errors(self.settings):
+            await self.driver.verify_connectivity()
+            info = await self.driver.get_server_info()
+        await self.read("RETURN 1 AS ok")
+        return info.agent
+
     async def read_auto(
         self, cypher: str, params: Params | None = None, *, timeout: float | None = None
     ) -> list[dict[str, Any]]:
@@ -174,3 +155,63 @@ class AsyncDatabase:
         except CGraphError:
             return False
         return True
+
+
+class Database:
+    """Sync runner over :class:`AsyncDatabase` for the CLI, the load pipeline and tests.
+
+    One event loop in a daemon thread; ``run`` submits a coroutine to it and waits. ``call(fn,
+    *args)`` is ``run(fn(self.adb, *args))`` for the async functions of ``graph/``.
+    """
+
+    def __init__(self, settings: ConnectionSettings | None = None) -> None:
+        self.settings = settings or ConnectionSettings.from_env()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="neo4j-runner")  # fmt: skip
+        self._thread.start()
+        self.adb: AsyncDatabase = self.run(self._open())
+
+    async def _open(self) -> AsyncDatabase:
+        return AsyncDatabase(self.settings, pool_size=32)
+
+    @property
+    def name(self) -> str:
+        return self.settings.database
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the runner's loop and return its result (exceptions propagate)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], /, *args: Any, **kwargs: Any) -> T:
+        """``await fn(adb, *args, **kwargs)`` on the runner."""
+        return self.run(fn(self.adb, *args, **kwargs))
+
+    def verify(self) -> str:
+        return self.run(self.adb.verify())
+
+    def read(
+        self, cypher: str, params: Params | None = None, *, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        return self.run(self.adb.read(cypher, params, timeout=timeout))
+
+    def write(self, cypher: str, params: Params | None = None) -> list[dict[str, Any]]:
+        return self.run(self.adb.write(cypher, params))
+
+    def run_autocommit(self, cypher: str, params: Params | None = None) -> None:
+        self.run(self.adb.run_autocommit(cypher, params))
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            self.run(self.adb.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -19,14 +19,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from core.errors import ReleaseNotReady, UnknownRelease
 from core.model import check_version, prop, rel_type
 from graph.driver import AsyncDatabase
-from graph.releases import COMPLETE, LIST_RELEASES, ReleaseInfo
+from graph.releases import gate
 
 log = logging.getLogger(__name__)
-
-MISSING = "missing"
 
 
 class Direction(Enum):
@@ -88,8 +85,6 @@ class Partner:
     cell: CellRecord
     synapses: int
     size: int | None  # summed cleft size; None when the source had no sizes
-    sizes: tuple[int, ...]
-    synapse_ids: tuple[int, ...]
     key: float  # the sort key of the page order (for cursors)
 
 
@@ -145,10 +140,7 @@ WITH statuses, all(s IN statuses WHERE s = 'complete') AS ok
 
 def _check(versions: Sequence[int], statuses: Sequence[str]) -> None:
     for v, status in zip(versions, statuses, strict=True):
-        if status == MISSING:
-            raise UnknownRelease(v)
-        if status != COMPLETE:
-            raise ReleaseNotReady(v, status)
+        gate(v, status)
 
 
 async def _guarded(
@@ -160,26 +152,6 @@ async def _guarded(
     row = rows[0]
     _check(vs, row["statuses"])
     return row
-
-
-# --------------------------------------------------------------------------- releases
-
-GET_RELEASES = """
-UNWIND $versions AS v
-MATCH (r:Release {version: v})
-RETURN properties(r) AS r
-"""
-
-
-async def list_releases(adb: AsyncDatabase) -> list[ReleaseInfo]:
-    return [ReleaseInfo.from_node(r["r"]) for r in await _read(adb, LIST_RELEASES)]
-
-
-async def get_releases(adb: AsyncDatabase, versions: Sequence[int]) -> list[ReleaseInfo | None]:
-    """Releases by version, in the order asked (None for a version not loaded)."""
-    rows = await _read(adb, GET_RELEASES, {"versions": [check_version(v) for v in versions]})
-    found = {int(r["r"]["version"]): ReleaseInfo.from_node(r["r"]) for r in rows}
-    return [found.get(v) for v in versions]
 
 
 # --------------------------------------------------------------------------- cells
@@ -311,8 +283,8 @@ def partners_cypher(version: int, direction: Direction, order: PartnerOrder) -> 
     """Guarded keyset page of a cell's partners plus the filtered total.
 
     Parameters: versions, nucleus_id, min_synapses, min_size, cell_type, first, after_key,
-    after_id (both null for the first page), with_synapses (return sizes and synapse IDs).
-    A page row is [key, nucleus_id, root_id, cell_type, synapses, size, sizes, synapse_ids].
+    after_id (both null for the first page).
+    A page row is [key, nucleus_id, root_id, cell_type, synapses, size].
     """
     key, sort, before = _SORT_KEY[order]
     root, ctype = prop("root_id", version), prop("cell_type", version)
@@ -332,9 +304,7 @@ CALL (ok) {{
               OR (x.k = $after_key AND x.p.nucleus_id > $after_id)] AS rest
   RETURN size(rows) AS total, size(rest) > $first AS has_next,
          [x IN rest[0..$first] | [x.k, x.p.nucleus_id, x.p.{root}, x.p.{ctype},
-           x.e.synapses, x.e.size,
-           CASE WHEN $with_synapses THEN x.e.sizes END,
-           CASE WHEN $with_synapses THEN x.e.synapse_ids END]] AS page
+           x.e.synapses, x.e.size]] AS page
 }}
 RETURN statuses, total, has_next, page
 """
@@ -342,15 +312,13 @@ RETURN statuses, total, has_next, page
 
 
 def _partner(row: Sequence[Any], version: int) -> Partner:
-    key, nucleus_id, root_id, cell_type, synapses, size, sizes, synapse_ids = row
+    key, nucleus_id, root_id, cell_type, synapses, size = row
     props = {"nucleus_id": nucleus_id, prop("root_id", version): root_id,
              prop("cell_type", version): cell_type}  # fmt: skip
     return Partner(
         cell=CellRecord(nucleus_id=int(nucleus_id), props=props, complete=False),
         synapses=int(synapses),
         size=None if size is None else int(size),
-        sizes=tuple(sizes or ()),
-        synapse_ids=tuple(synapse_ids or ()),
         key=key,
     )
 
@@ -365,13 +333,11 @@ async def list_partners(
     order: PartnerOrder = PartnerOrder.SYNAPSES,
     first: int = 100,
     after: tuple[float, int] | None = None,
-    with_synapses: bool = True,
 ) -> PartnerPage:
     """One page of the output (or input) partners of a cell in a release.
 
     `after` is (sort key, partner nucleus ID) of the last partner of the previous page.
-    Partner cells come back partial (nucleus ID, root ID and cell type in `version`);
-    `with_synapses=False` leaves out per-synapse sizes and IDs.
+    Partner cells come back partial (nucleus ID, root ID and cell type in `version`).
     """
     params = {
         "nucleus_id": nucleus_id,
@@ -381,7 +347,6 @@ async def list_partners(
         "first": first,
         "after_key": after[0] if after else None,
         "after_id": after[1] if after else None,
-        "with_synapses": with_synapses,
     }
     row = await _guarded(adb, partners_cypher(version, direction, order), [version], params)
     return PartnerPage(

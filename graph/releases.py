@@ -1,34 +1,45 @@
-"""Release lifecycle in the graph: begin (status `loading`), write cells and edges, finish
-(`complete`) or fail; list, get, drop. Loading release V only touches V's relationship type,
-V's `*_vV` properties and cells that belong to no other release.
+"""Release lifecycle in the graph, and the online (transactional) writer of a release snapshot.
+
+begin (status `loading`) -> cells and edges in bounded transactions -> finish (counts checked
+against the snapshot, then `complete`) or fail; list, get, drop. Loading release V only touches
+V's relationship type, V's `*_vV` properties and cells that belong to no other release.
+Every function that queries is async and takes the one data layer, :class:`AsyncDatabase`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from core.errors import ReleaseExists, ReleaseNotReady, UnknownRelease
-from graph.driver import Database
+import pyarrow.parquet as pq
 
-__all__ = ["ReleaseExists", "ReleaseInfo"]
-from core.model import RELEASE_PROPERTIES, check_version, prop, rel_type
-from graph.schema import drop_release_schema, ensure_release_schema, ensure_schema
-
-LOADING, COMPLETE, FAILED = "loading", "complete", "failed"
-COUNT_KEYS = (
-    "cells",
-    "edges",
-    "synapses",
-    "synapses_total",
-    "dropped_autapse",
-    "dropped_root0",
-    "dropped_multi_nucleus_root",
-    "dropped_partner_without_nucleus",
-    "multi_nucleus_roots",
+from core.errors import CGraphError, ReleaseExists, ReleaseNotReady, UnknownRelease
+from core.model import (
+    CLASS_OF_SYSTEM,
+    CLASS_OF_TYPE,
+    COMPLETE,
+    DROPPING,
+    FAILED,
+    LOADING,
+    RELEASE_COUNT_KEYS,
+    RELEASE_PROPERTIES,
+    check_version,
+    prop,
+    rel_type,
 )
+from graph.driver import AsyncDatabase
+from graph.schema import drop_release_schema, ensure_release_schema, ensure_schema
+from snapshot.layout import CELLS, EDGES, Snapshot, SnapshotError
+
+__all__ = ["COMPLETE", "FAILED", "LOADING", "ReleaseExists", "ReleaseInfo"]
+
+CELL_BATCH = 5_000
+EDGE_BATCH = 20_000
+MISSING = "missing"
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class ReleaseInfo:
     status: str
     timestamp: datetime | None
     counts: Mapping[str, int] = field(default_factory=dict)
+    snapshot: str | None = None  # digest of the snapshot it was written from
 
     @classmethod
     def from_node(cls, node: Mapping[str, Any]) -> ReleaseInfo:
@@ -45,46 +57,57 @@ class ReleaseInfo:
             version=int(node["version"]),
             status=str(node["status"]),
             timestamp=ts.to_native() if hasattr(ts, "to_native") else ts,
-            counts={k: int(node[k]) for k in COUNT_KEYS if node.get(k) is not None},
+            counts={k: int(node[k]) for k in RELEASE_COUNT_KEYS if node.get(k) is not None},
+            snapshot=node.get("snapshot"),
         )
 
 
-GET_RELEASE = "MATCH (r:Release {version: $version}) RETURN properties(r) AS r"
+def gate(version: int, status: str | None) -> None:
+    """The one release-status gate: raise unless the release exists and is complete."""
+    if status is None or status == MISSING:
+        raise UnknownRelease(version)
+    if status != COMPLETE:
+        raise ReleaseNotReady(version, status)
+
+
+GET_RELEASES = """
+UNWIND $versions AS v
+MATCH (r:Release {version: v})
+RETURN properties(r) AS r
+"""
 LIST_RELEASES = "MATCH (r:Release) RETURN properties(r) AS r ORDER BY r.version"
 
 
-def get_release(db: Database, version: int) -> ReleaseInfo | None:
-    rows = db.read(GET_RELEASE, {"version": check_version(version)})
-    return ReleaseInfo.from_node(rows[0]["r"]) if rows else None
+async def get_releases(adb: AsyncDatabase, versions: Sequence[int]) -> list[ReleaseInfo | None]:
+    """Releases by version, in the order asked (None for a version not loaded)."""
+    rows = await adb.read(GET_RELEASES, {"versions": [check_version(v) for v in versions]})
+    found = {int(r["r"]["version"]): ReleaseInfo.from_node(r["r"]) for r in rows}
+    return [found.get(v) for v in versions]
 
 
-def list_releases(db: Database) -> list[ReleaseInfo]:
-    return [ReleaseInfo.from_node(r["r"]) for r in db.read(LIST_RELEASES)]
-
-
-def require_complete(db: Database, version: int) -> ReleaseInfo:
-    info = get_release(db, version)
-    if info is None:
-        raise UnknownRelease(version)
-    if info.status != COMPLETE:
-        raise ReleaseNotReady(version, info.status)
+async def get_release(adb: AsyncDatabase, version: int) -> ReleaseInfo | None:
+    (info,) = await get_releases(adb, [version])
     return info
 
 
-def _clear(db: Database, version: int) -> None:
+async def list_releases(adb: AsyncDatabase) -> list[ReleaseInfo]:
+    return [ReleaseInfo.from_node(r["r"]) for r in await adb.read(LIST_RELEASES)]
+
+
+async def _clear(adb: AsyncDatabase, version: int) -> None:
     """Remove everything release `version` wrote, in bounded transactions."""
     v = check_version(version)
-    db.run_autocommit(
+    await adb.run_autocommit(
         f"MATCH ()-[r:{rel_type(v)}]->() CALL (r) {{ DELETE r }} IN TRANSACTIONS OF 20000 ROWS"
     )
-    removed = ", ".join(f"c.{prop(stem, v)}" for stem in RELEASE_PROPERTIES)
-    db.run_autocommit(
+    removed = ", ".join(f"c.{prop(p.stem, v)}" for p in RELEASE_PROPERTIES)
+    await adb.run_autocommit(
         f"MATCH (c:Cell) WHERE $version IN c.releases "
         f"CALL (c) {{ REMOVE {removed} "
         f"SET c.releases = [x IN c.releases WHERE x <> $version] }} IN TRANSACTIONS OF 20000 ROWS",
         {"version": v},
     )
-    db.run_autocommit(
+    await adb.run_autocommit(
         "MATCH (c:Cell) WHERE size(c.releases) = 0 "
         "CALL (c) { DELETE c } IN TRANSACTIONS OF 20000 ROWS"
     )
@@ -96,16 +119,18 @@ SET r = {version: $version, status: $status, timestamp: $timestamp, started_at: 
 """
 
 
-def begin_load(db: Database, version: int, timestamp: datetime | None, *, replace: bool) -> None:
+async def begin_load(
+    adb: AsyncDatabase, version: int, timestamp: datetime | None, *, replace: bool
+) -> None:
     """Mark `version` as loading, clearing an earlier attempt (or, with replace, a complete load)."""
-    ensure_schema(db)
-    existing = get_release(db, version)
+    await ensure_schema(adb)
+    existing = await get_release(adb, version)
     if existing is not None and existing.status == COMPLETE and not replace:
         raise ReleaseExists(version)
-    db.write(BEGIN, {"version": version, "status": LOADING, "timestamp": timestamp})
+    await adb.write(BEGIN, {"version": version, "status": LOADING, "timestamp": timestamp})
     if existing is not None:
-        _clear(db, version)
-    ensure_release_schema(db, version)
+        await _clear(adb, version)
+    await ensure_release_schema(adb, version)
 
 
 WRITE_CELLS = """
@@ -118,9 +143,9 @@ SET c += row.props,
 """
 
 
-def write_cells(db: Database, version: int, rows: list[dict[str, Any]]) -> int:
+async def write_cells(adb: AsyncDatabase, version: int, rows: list[dict[str, Any]]) -> int:
     """rows: {nucleus_id, x, y, z (nm), volume, props: {root_id_vV: ..., cell_type_vV: ...}}."""
-    db.write(WRITE_CELLS, {"rows": rows, "version": check_version(version)})
+    await adb.write(WRITE_CELLS, {"rows": rows, "version": check_version(version)})
     return len(rows)
 
 
@@ -129,44 +154,20 @@ def write_edges_cypher(version: int) -> str:
 UNWIND $rows AS row
 MATCH (a:Cell {{nucleus_id: row.pre}})
 MATCH (b:Cell {{nucleus_id: row.post}})
-CREATE (a)-[:{rel_type(version)} {{synapses: row.synapses, size: row.size, sizes: row.sizes,
-                                   synapse_ids: row.synapse_ids}}]->(b)
+CREATE (a)-[:{rel_type(version)} {{synapses: row.synapses, size: row.size}}]->(b)
 """
 
 
-def write_edges(db: Database, version: int, rows: list[dict[str, Any]]) -> int:
-    """rows: {pre, post (nucleus IDs), synapses, size (None if unknown), sizes, synapse_ids}."""
-    db.write(write_edges_cypher(version), {"rows": rows})
+async def write_edges(adb: AsyncDatabase, version: int, rows: list[dict[str, Any]]) -> int:
+    """rows: {pre, post (nucleus IDs), synapses, size (None if unknown)}."""
+    await adb.write(write_edges_cypher(version), {"rows": rows})
     return len(rows)
 
 
 FINISH = """
 MATCH (r:Release {version: $version})
-SET r += $counts, r.status = $status, r.finished_at = datetime()
+SET r += $counts, r.status = $status, r.snapshot = $snapshot, r.finished_at = datetime()
 """
-
-
-#: display labels for Neo4j Browser colours (graph/browser-style.grass), from cell types
-DISPLAY_LABELS = ("Excitatory", "Inhibitory", "NonNeuron")
-CLASS_OF_TYPE = {
-    "Excitatory": [
-        "23P",
-        "4P",
-        "5P-IT",
-        "5P-ET",
-        "5P-NP",
-        "5P-PT",
-        "6P-IT",
-        "6P-CT",
-        "6IT",
-        "6CT",
-        "e",
-    ],
-    "Inhibitory": ["BC", "MC", "BPC", "NGC", "i"],
-    "NonNeuron": ["OPC", "astrocyte", "microglia", "pericyte", "oligo", "g", "glia"],
-}
-CLASS_OF_SYSTEM = {"excitatory_neuron": "Excitatory", "inhibitory_neuron": "Inhibitory",
-                   "nonneuron": "NonNeuron"}  # fmt: skip
 
 
 def display_labels_cypher(version: int) -> str:
@@ -183,38 +184,128 @@ SET c:$(label)
 """
 
 
-def finish_load(db: Database, version: int, counts: Mapping[str, int]) -> None:
-    """Mark complete; cells' display labels follow the newest loaded release with cell types."""
-    db.write(
+def written_counts_cypher(version: int) -> str:
+    return f"""
+CALL () {{ MATCH ()-[r:{rel_type(version)}]->() RETURN count(r) AS edges }}
+CALL () {{ MATCH (c:Cell) WHERE c.{prop("root_id", version)} IS NOT NULL RETURN count(c) AS cells }}
+RETURN cells, edges
+"""
+
+
+class WriteMismatch(CGraphError):
+    """The graph does not hold what the snapshot says (a concurrent or broken write)."""
+
+    def __init__(self, version: int, detail: str) -> None:
+        super().__init__(f"release {version} was not marked complete: {detail}")
+        self.version = version
+
+
+async def finish_load(
+    adb: AsyncDatabase, version: int, counts: Mapping[str, int], *, snapshot: str | None = None
+) -> None:
+    """Check the written cells and edges against `counts`, then mark complete. Cells' display
+    labels follow the newest loaded release with cell types."""
+    (got,) = await adb.read(written_counts_cypher(version), timeout=600)
+    want = {"cells": int(counts["cells"]), "edges": int(counts["edges"])}
+    if {k: int(got[k]) for k in want} != want:
+        raise WriteMismatch(version, f"the graph holds {dict(got)}, the snapshot says {want}")
+    await adb.write(
         display_labels_cypher(version),
         {"by_system": CLASS_OF_SYSTEM, "exc": CLASS_OF_TYPE["Excitatory"],
          "inh": CLASS_OF_TYPE["Inhibitory"], "non": CLASS_OF_TYPE["NonNeuron"]},
     )  # fmt: skip
-    db.write(FINISH, {"version": version, "counts": dict(counts), "status": COMPLETE})
+    await adb.write(FINISH, {"version": version, "counts": dict(counts), "status": COMPLETE,
+                             "snapshot": snapshot})  # fmt: skip
 
 
 MARK_FAILED = "MATCH (r:Release {version: $version}) SET r.status = $status, r.error = $error"
 
 
-def mark_failed(db: Database, version: int, error: str) -> None:
-    db.write(MARK_FAILED, {"version": version, "status": FAILED, "error": error[:500]})
+async def mark_failed(adb: AsyncDatabase, version: int, error: str) -> None:
+    await adb.write(MARK_FAILED, {"version": version, "status": FAILED, "error": error[:500]})
 
 
-def drop_release(db: Database, version: int) -> None:
-    if get_release(db, version) is None:
+async def drop_release(adb: AsyncDatabase, version: int) -> None:
+    if await get_release(adb, version) is None:
         raise UnknownRelease(version)
-    db.write(MARK_FAILED, {"version": version, "status": "dropping", "error": ""})
-    _clear(db, version)
-    drop_release_schema(db, version)
-    db.write("MATCH (r:Release {version: $version}) DELETE r", {"version": version})
+    await adb.write(MARK_FAILED, {"version": version, "status": DROPPING, "error": ""})
+    await _clear(adb, version)
+    await drop_release_schema(adb, version)
+    await adb.write("MATCH (r:Release {version: $version}) DELETE r", {"version": version})
 
 
-def iter_batches(rows: Iterable[dict[str, Any]], size: int) -> Iterable[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+# --------------------------------------------------------------------------- online writer
+
+Progress = Callable[[int], object]
+
+
+def cell_rows(snap: Snapshot, batch: int = CELL_BATCH) -> Iterator[list[dict[str, Any]]]:
+    """Rows for WRITE_CELLS from the snapshot's cells.parquet, one batch at a time; null
+    annotation values are left out (absent, as the bulk importer leaves them)."""
+    v = snap.version
+    names = {p.stem: prop(p.stem, v) for p in RELEASE_PROPERTIES}
+    for b in pq.ParquetFile(snap.file(CELLS)).iter_batches(batch_size=batch):
+        rows = []
+        for r in b.to_pylist():
+            props = {names[k]: r[k] for k in names if r[k] is not None}
+            rows.append({"nucleus_id": r["nucleus_id"], "x": r["x"], "y": r["y"], "z": r["z"],
+                         "volume": r["volume"], "props": props})  # fmt: skip
+        yield rows
+
+
+def edge_rows(snap: Snapshot, batch: int = EDGE_BATCH) -> Iterator[list[dict[str, Any]]]:
+    """Rows for write_edges from edges.parquet, built lazily one batch at a time."""
+    for b in pq.ParquetFile(snap.file(EDGES)).iter_batches(batch_size=batch):
+        yield b.to_pylist()
+
+
+async def _pipelined(
+    rows: Iterator[list[dict[str, Any]]],
+    write: Callable[[list[dict[str, Any]]], Any],
+    on_rows: Progress | None,
+) -> None:
+    """Write batches while the next one is decoded in a thread (memory: two batches)."""
+    done = object()
+    pending = asyncio.ensure_future(asyncio.to_thread(next, rows, done))
+    while True:
+        batch = await pending
+        if batch is done:
+            return
+        pending = asyncio.ensure_future(asyncio.to_thread(next, rows, done))
+        try:
+            n = await write(batch)  # type: ignore[arg-type]
+        except BaseException:
+            pending.cancel()
+            raise
+        if on_rows is not None:
+            on_rows(n)
+
+
+async def write_snapshot(
+    adb: AsyncDatabase,
+    snap: Snapshot,
+    *,
+    replace: bool = False,
+    on_cells: Progress | None = None,
+    on_edges: Progress | None = None,
+) -> None:
+    """The online writer: add the snapshot's release to a running database in bounded
+    transactions. A load that dies leaves the release `loading`/`failed`, never `complete`;
+    running it again clears that attempt first."""
+    v = snap.version
+    counts = snap.counts
+    if not snap.file(EDGES).exists() or not snap.file(CELLS).exists():
+        raise SnapshotError(f"snapshot {snap.path} lacks {CELLS} or {EDGES}")
+    ts = snap.manifest.get("timestamp")
+    timestamp = datetime.fromisoformat(ts) if ts else None
+    await begin_load(adb, v, timestamp, replace=replace)
+    try:
+        await _pipelined(cell_rows(snap), lambda r: write_cells(adb, v, r), on_cells)
+        await _pipelined(edge_rows(snap), lambda r: write_edges(adb, v, r), on_edges)
+        release = {k: counts[k] for k in RELEASE_COUNT_KEYS if k in counts}
+        await finish_load(adb, v, release, snapshot=snap.digest)
+    except BaseException as exc:
+        # connection gone: the release stays `loading`, never `complete`
+        with contextlib.suppress(Exception):  # the original error is what matters
+            await asyncio.shield(mark_failed(adb, v, f"{type(exc).__name__}: {exc}"))
+        raise

@@ -1,37 +1,38 @@
-"""Idempotent schema: constraints and indexes (global and per release)."""
+"""Idempotent schema: constraints and indexes (global, and per release from core.model)."""
 
 from __future__ import annotations
 
-from core.model import check_version, prop
-from graph.driver import Database
+from core.model import INDEXED_STEMS, check_version, index_name, prop
+from graph.driver import AsyncDatabase
 
 GLOBAL_SCHEMA = (
     "CREATE CONSTRAINT cell_nucleus_id IF NOT EXISTS FOR (c:Cell) REQUIRE c.nucleus_id IS UNIQUE",
     "CREATE CONSTRAINT release_version IF NOT EXISTS FOR (r:Release) REQUIRE r.version IS UNIQUE",
 )
+AWAIT_INDEXES = "CALL db.awaitIndexes(900)"
 
 
 def release_schema(version: int) -> tuple[str, ...]:
     v = check_version(version)
     return tuple(
-        f"CREATE INDEX cell_{stem}_v{v} IF NOT EXISTS FOR (c:Cell) ON (c.{prop(stem, v)})"
-        for stem in ("root_id", "cell_type")
+        f"CREATE INDEX {index_name(stem, v)} IF NOT EXISTS FOR (c:Cell) ON (c.{prop(stem, v)})"
+        for stem in INDEXED_STEMS
     )
 
 
-def ensure_schema(db: Database) -> None:
+async def ensure_schema(adb: AsyncDatabase) -> None:
     for statement in GLOBAL_SCHEMA:
-        db.run_autocommit(statement)
-    db.run_autocommit("CALL db.awaitIndexes(300)")
+        await adb.run_autocommit(statement)
+    await adb.run_autocommit(AWAIT_INDEXES)
 
 
-def ensure_release_schema(db: Database, version: int) -> None:
+async def ensure_release_schema(adb: AsyncDatabase, version: int) -> None:
     for statement in release_schema(version):
-        db.run_autocommit(statement)
-    db.run_autocommit("CALL db.awaitIndexes(300)")
+        await adb.run_autocommit(statement)
+    await adb.run_autocommit(AWAIT_INDEXES)
 
 
-def drop_release_schema(db: Database, version: int) -> None:
+async def drop_release_schema(adb: AsyncDatabase, version: int) -> None:
     v = check_version(version)
-    for stem in ("root_id", "cell_type"):
-        db.run_autocommit(f"DROP INDEX cell_{stem}_v{v} IF EXISTS")
+    for stem in INDEXED_STEMS:
+        await adb.run_autocommit(f"DROP INDEX {index_name(stem, v)} IF EXISTS")

@@ -1,4 +1,5 @@
-"""A complete release read from Neo4j into an in-memory :class:`ReleaseGraph`, cached.
+"""A complete release as an in-memory :class:`ReleaseGraph`, cached: from its snapshot when this
+machine has the one the graph was written from (Parquet, no Bolt), else read from Neo4j.
 
 Whole-graph work (motif counts, the triad census, null models) runs on numpy arrays, not in
 Cypher: reading a release once costs about as much as one whole-graph Cypher count, and every
@@ -12,12 +13,13 @@ Cells are every (:Cell) with ``root_id_vV`` set (isolated cells included); edges
 ``SYNAPSE_VV`` relationships. Edges are read in pages of pre-synaptic cells, each page one row
 of parallel lists, so decoding stays cheap and no page holds more than a bounded share.
 
-    >>> g = get_release_graph(db, 117)          # sync (CLI)
-    >>> g = await aget_release_graph(adb, 117)  # async (GraphQL)
+    >>> g = await get_release_graph(adb, 117)   # GraphQL
+    >>> g = db.call(get_release_graph, 117)     # sync runner (CLI)
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -25,11 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from analysis.from_snapshot import release_graph_from_snapshot
 from analysis.release_graph import ReleaseGraph
 from core.budget import Deadline
-from core.errors import ReleaseNotReady, UnknownRelease
+from core.errors import ReleaseNotReady
 from core.model import check_version, prop, rel_type
-from graph.driver import AsyncDatabase, Database
+from graph.driver import AsyncDatabase
+from graph.releases import gate
+from snapshot.layout import Snapshot, SnapshotError, open_snapshot
 
 #: How many release graphs the process keeps (least recently used are dropped).
 MAX_CACHED = 4
@@ -39,7 +44,7 @@ EDGE_PAGE_CELLS = 4_000
 RELEASE_STAMP = """
 MATCH (r:Release {version: $version})
 RETURN r.status AS status, toString(r.started_at) AS started_at,
-       toString(r.finished_at) AS finished_at
+       toString(r.finished_at) AS finished_at, r.snapshot AS snapshot
 """
 
 
@@ -71,12 +76,9 @@ _cache: OrderedDict[tuple[str, str, int], tuple[Stamp, ReleaseGraph]] = OrderedD
 _lock = threading.Lock()
 
 
-def _stamp(version: int, rows: list[dict[str, Any]]) -> Stamp:
-    if not rows:
-        raise UnknownRelease(version)
-    if rows[0]["status"] != "complete":
-        raise ReleaseNotReady(version, str(rows[0]["status"]))
-    return rows[0]["started_at"], rows[0]["finished_at"]
+def _stamp(version: int, rows: list[dict[str, Any]]) -> tuple[Stamp, str | None]:
+    gate(version, str(rows[0]["status"]) if rows else None)
+    return (rows[0]["started_at"], rows[0]["finished_at"]), rows[0]["snapshot"]
 
 
 def _cached(key: tuple[str, str, int], stamp: Stamp) -> ReleaseGraph | None:
@@ -134,44 +136,39 @@ def _left(dl: Deadline) -> float:
     return max(0.001, dl.remaining())
 
 
-def get_release_graph(
-    db: Database, version: int, *, deadline: Deadline | None = None
-) -> ReleaseGraph:
-    """The release as a ReleaseGraph (cached); raises UnknownRelease, ReleaseNotReady, or
-    QueryTimeout when reading it outlasts ``deadline`` (default: the query timeout from now)."""
-    v = check_version(version)
-    dl = deadline or Deadline.after(db.settings.query_timeout)
-    stamp = _stamp(v, db.read(RELEASE_STAMP, {"version": v}, timeout=_left(dl)))
-    key = (db.settings.uri, db.name, v)
-    if (g := _cached(key, stamp)) is not None:
-        return g
-
-    def read(cypher: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        dl.check()
-        return db.read(cypher, params, timeout=_left(dl))
-
-    for _ in range(2):  # a reload that finished while we read: read again
-        cells = read(cells_cypher(v), {})
-        ids = [r["nucleus_id"] for r in cells]
-        pages = [read(edges_cypher(v), {"ids": p})[0] for p in _pages(ids)]
-        again = _stamp(v, read(RELEASE_STAMP, {"version": v}))
-        if again == stamp:
-            g = build_graph(cells, pages)
-            _store(key, stamp, g)
-            return g
-        stamp = again
-    raise ReleaseNotReady(v, "reloading")
+_inflight: dict[tuple[str, str, int, Stamp], asyncio.Future[ReleaseGraph]] = {}
 
 
-async def aget_release_graph(
+async def get_release_graph(
     adb: AsyncDatabase, version: int, *, deadline: Deadline | None = None
 ) -> ReleaseGraph:
-    """Async twin of :func:`get_release_graph` (same cache)."""
+    """The release as a ReleaseGraph (cached); raises UnknownRelease, ReleaseNotReady, or
+    QueryTimeout when reading it outlasts ``deadline`` (default: the query timeout from now).
+
+    Read from the release's snapshot when this machine has it (the digest on the Release node
+    names it), in a worker thread so the event loop keeps serving; else over Bolt. Concurrent
+    calls for the same release wait for one read instead of starting another."""
     v = check_version(version)
     dl = deadline or Deadline.after(adb.settings.query_timeout)
-    stamp = _stamp(v, await adb.read(RELEASE_STAMP, {"version": v}, timeout=_left(dl)))
+    stamp, digest = _stamp(v, await adb.read(RELEASE_STAMP, {"version": v}, timeout=_left(dl)))
     key = (adb.settings.uri, adb.name, v)
     if (g := _cached(key, stamp)) is not None:
+        return g
+    flight = (*key, stamp)
+    if flight not in _inflight:
+        _inflight[flight] = asyncio.ensure_future(_read_graph(adb, v, key, stamp, digest, dl))
+        _inflight[flight].add_done_callback(lambda _: _inflight.pop(flight, None))
+    return await asyncio.wait_for(asyncio.shield(_inflight[flight]), timeout=_left(dl))
+
+
+async def _read_graph(
+    adb: AsyncDatabase, v: int, key: tuple[str, str, int], stamp: Stamp, digest: str | None,
+    dl: Deadline,
+) -> ReleaseGraph:  # fmt: skip
+    snap = find_snapshot(v, digest)
+    if snap is not None:
+        g = await asyncio.to_thread(release_graph_from_snapshot, snap)
+        _store(key, stamp, g)
         return g
 
     async def read(cypher: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -182,10 +179,21 @@ async def aget_release_graph(
         cells = await read(cells_cypher(v), {})
         ids = [r["nucleus_id"] for r in cells]
         pages = [(await read(edges_cypher(v), {"ids": p}))[0] for p in _pages(ids)]
-        again = _stamp(v, await read(RELEASE_STAMP, {"version": v}))
+        again, _digest = _stamp(v, await read(RELEASE_STAMP, {"version": v}))
         if again == stamp:
             g = build_graph(cells, pages)
             _store(key, stamp, g)
             return g
         stamp = again
     raise ReleaseNotReady(v, "reloading")
+
+
+def find_snapshot(version: int, digest: str | None) -> Snapshot | None:
+    """This machine's snapshot of the release when it is the one the graph was written from."""
+    if digest is None:
+        return None
+    try:
+        snap = open_snapshot(version)
+    except SnapshotError:
+        return None
+    return snap if snap.digest == digest else None

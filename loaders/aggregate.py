@@ -39,13 +39,18 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import TypeVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from core.errors import InputError
 from loaders.positions import DEFAULT_VOXEL_SIZE, parse_positions, split_columns
@@ -75,11 +80,12 @@ from loaders.tables import (
 )
 
 ROOT0, MULTI, NONE = -3, -2, -1
+DEFAULT_MEMORY = 4 << 30  # bytes: CGRAPH_LOAD_MEMORY / --memory
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 T = TypeVar("T")
 
 
-def build_release(
+def aggregate_release(
     nuclei: Source,
     synapses: Source,
     neurons: Source | None = None,
@@ -88,11 +94,16 @@ def build_release(
     mapping: Mapping[str, str] | None = None,
     voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    memory: int = DEFAULT_MEMORY,
+    spill_dir: Path | None = None,
     on_rows: RowsCallback | None = None,
-) -> ReleaseData:
-    """Read, validate and aggregate one release. Each source is a path or a DataFrame.
+) -> AggregatedRelease:
+    """Read and validate one release and classify every synapse; the edges are grouped later,
+    one partition at a time, by :meth:`AggregatedRelease.iter_edges`. Each source is a path or
+    a DataFrame. Peak memory is set by ``memory`` (bytes), not by the input.
 
-    Raises :class:`core.errors.InputError` (file, column, row) on any bad input.
+    Raises :class:`core.errors.InputError` (file, column, row) on any bad input; nothing is
+    returned before the whole synapse table has been read and validated.
     """
     given = {NUCLEI: nuclei, SYNAPSES: synapses, NEURONS: neurons, CELL_TYPES: cell_types}
     opened = {t: open_source(s, t) for t, s in given.items() if s is not None}
@@ -110,28 +121,103 @@ def build_release(
             labels.update(got)
             counts[f"{table[:-1]}_rows_unmatched"] = unmatched
     index = RootIndex(cells.root_id)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="root-lookup") as pool:
-        acc = SynapseAccumulator(index, pool)
-        for pre, post, ids, sizes in _prefetch(
-            _synapse_batches(opened[SYNAPSES], colmaps[SYNAPSES], batch_rows)
-        ):
-            acc.add(pre, post, ids, sizes)
-            if on_rows is not None:
-                on_rows(len(pre))
-    if acc.counts["synapses_total"] == 0:
-        raise InputError("no data rows", file=opened[SYNAPSES].name)
-    edges = acc.edges(cells.nucleus_id)
+    acc = SynapseAccumulator(
+        index, memory=memory, expected_rows=estimate_rows(opened[SYNAPSES]), spill_dir=spill_dir
+    )
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="root-lookup") as pool:
+            acc.pool = pool
+            for pre, post, ids, sizes in _prefetch(
+                _synapse_batches(opened[SYNAPSES], colmaps[SYNAPSES], batch_rows)
+            ):
+                acc.add(pre, post, ids, sizes)
+                if on_rows is not None:
+                    on_rows(len(pre))
+            acc.pool = None
+        if acc.counts["synapses_total"] == 0:
+            raise InputError("no data rows", file=opened[SYNAPSES].name)
+    except BaseException:
+        acc.cleanup()
+        raise
     counts.update(acc.counts)
-    counts["edges"] = len(edges)
-    return ReleaseData(
+    return AggregatedRelease(
         cells=cells,
         annotations=Annotations(**labels),
-        edges=edges,
         out_synapses=acc.out_synapses,
         in_synapses=acc.in_synapses,
         counts=counts,
         multi_nucleus_roots=index.multi_nucleus_roots(cells.nucleus_id),
+        accumulator=acc,
     )
+
+
+def build_release(
+    nuclei: Source,
+    synapses: Source,
+    neurons: Source | None = None,
+    cell_types: Source | None = None,
+    **options: Any,
+) -> ReleaseData:
+    """:func:`aggregate_release` with every edge in memory (tests, small releases, live CAVE)."""
+    return aggregate_release(nuclei, synapses, neurons, cell_types, **options).to_release_data()
+
+
+@dataclass
+class AggregatedRelease:
+    """A validated release whose edges are grouped on demand, one partition at a time."""
+
+    cells: Cells
+    annotations: Annotations
+    out_synapses: np.ndarray
+    in_synapses: np.ndarray
+    counts: dict[str, int]
+    multi_nucleus_roots: dict[int, list[int]]
+    accumulator: SynapseAccumulator
+
+    @property
+    def has_size(self) -> bool:
+        return bool(self.accumulator.has_size)
+
+    def iter_edges(self) -> Iterator[Edges]:
+        """Edge chunks in (pre, post) order; ``counts["edges"]`` is set when they are done."""
+        total = 0
+        for chunk in self.accumulator.iter_edges(self.cells.nucleus_id):
+            total += len(chunk)
+            yield chunk
+        self.counts["edges"] = total
+
+    def to_release_data(self) -> ReleaseData:
+        edges = self.accumulator.edges(self.cells.nucleus_id)
+        self.counts["edges"] = len(edges)
+        return ReleaseData(
+            cells=self.cells,
+            annotations=self.annotations,
+            edges=edges,
+            out_synapses=self.out_synapses,
+            in_synapses=self.in_synapses,
+            counts=self.counts,
+            multi_nucleus_roots=self.multi_nucleus_roots,
+        )
+
+
+def estimate_rows(opened: Opened) -> int:
+    """Rows of a table from its metadata (Parquet, Arrow) or its size (CSV, ~40 bytes a row)."""
+    try:
+        if opened.kind == "frame" and opened.frame is not None:
+            return len(opened.frame)
+        if opened.kind == "parquet":
+            return int(pq.ParquetFile(opened.path).metadata.num_rows)
+        if opened.kind == "ipc":
+            import pyarrow as pa
+            import pyarrow.ipc as ipc
+
+            reader = ipc.open_file(pa.memory_map(str(opened.path)))
+            return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        assert opened.path is not None
+        size = opened.path.stat().st_size
+        return size * (6 if opened.path.name.lower().endswith(".gz") else 1) // 40
+    except (OSError, ValueError):
+        return 0
 
 
 # --------------------------------------------------------------------------- small tables
@@ -379,12 +465,28 @@ class RootIndex:
 
 
 class SynapseAccumulator:
-    """Classifies synapse batches (rules in the module docstring) and keeps the used ones."""
+    """Classifies synapse batches (rules in the module docstring) and keeps the used ones,
+    range-partitioned by presynaptic cell, spilling partitions to disk when the buffered rows
+    outgrow ``memory`` bytes. :meth:`iter_edges` then aggregates one partition at a time, so
+    peak memory is set by ``memory`` and not by the input; edges come out sorted by (pre, post).
+    """
 
-    def __init__(self, index: RootIndex, pool: Executor | None = None) -> None:
+    #: bytes per used synapse in a partition while it is sorted and grouped
+    SORT_BYTES = 72
+
+    def __init__(
+        self,
+        index: RootIndex,
+        pool: Executor | None = None,
+        *,
+        memory: int = DEFAULT_MEMORY,
+        expected_rows: int = 0,
+        spill_dir: Path | None = None,
+    ) -> None:
         self.index = index
         self.pool = pool
         self.n = len(index.roots)
+        self.memory = memory
         self.out_synapses = np.zeros(self.n, dtype=np.int64)
         self.in_synapses = np.zeros(self.n, dtype=np.int64)
         self.counts = dict.fromkeys(
@@ -399,9 +501,16 @@ class SynapseAccumulator:
             0,
         )
         self.has_size: bool | None = None
-        self._keys: list[np.ndarray] = []
-        self._ids: list[np.ndarray] = []
-        self._sizes: list[np.ndarray] = []
+        # partitions: each must sort within half the memory budget
+        need = expected_rows * self.SORT_BYTES
+        self.partitions = int(min(max(1, -(-need // max(memory // 2, 1))), 1024))
+        self._parts: list[list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = [
+            [] for _ in range(self.partitions)
+        ]
+        self._buffered = 0
+        self._spill_root = spill_dir
+        self._spill: Path | None = None
+        self.spilled_bytes = 0
 
     def add(
         self, pre: np.ndarray, post: np.ndarray, ids: np.ndarray, sizes: np.ndarray | None
@@ -431,36 +540,117 @@ class SynapseAccumulator:
         c["dropped_multi_nucleus_root"] += int(kinds[1])
         c["dropped_partner_without_nucleus"] += int(kinds[2])
         c["synapses_used"] += len(used)
-        self._keys.append(a[used].astype(np.int64) * n + b[used])
-        self._ids.append(ids[used])
-        if sizes is not None:
-            self._sizes.append(sizes[used])
+        ua = a[used].astype(np.int64)
+        keys = ua * n + b[used]
+        uid = ids[used]
+        usz = sizes[used] if sizes is not None else None
+        if self.partitions == 1:
+            self._keep(0, keys, uid, usz)
+        else:
+            part = ua * self.partitions // max(n, 1)
+            order = np.argsort(part, kind="stable")
+            bounds = np.searchsorted(part[order], np.arange(self.partitions + 1))
+            for p in np.flatnonzero(np.diff(bounds)):
+                sel = order[bounds[p] : bounds[p + 1]]
+                self._keep(int(p), keys[sel], uid[sel], None if usz is None else usz[sel])
+        if self._buffered > self.memory // 4:
+            self._flush()
+
+    def _keep(self, p: int, keys: np.ndarray, ids: np.ndarray, sizes: np.ndarray | None) -> None:
+        self._parts[p].append((keys, ids, sizes))
+        self._buffered += keys.nbytes * (3 if sizes is not None else 2)
+
+    def _spill_path(self, p: int, what: str) -> Path:
+        if self._spill is None:
+            self._spill = Path(tempfile.mkdtemp(prefix="cgraph-spill-", dir=self._spill_root))
+        return self._spill / f"part{p:04d}.{what}"
+
+    def _flush(self) -> None:
+        """Append every buffered partition to its spill files and forget the buffers."""
+        for p, chunks in enumerate(self._parts):
+            if not chunks:
+                continue
+            for i, what in enumerate(("keys", "ids", "sizes")):
+                if what == "sizes" and not self.has_size:
+                    continue
+                with self._spill_path(p, what).open("ab") as fh:
+                    for chunk in chunks:
+                        arr = chunk[i]
+                        assert arr is not None
+                        np.ascontiguousarray(arr, dtype=np.int64).tofile(fh)
+                        self.spilled_bytes += arr.nbytes
+            self._parts[p] = []
+        self._buffered = 0
+
+    def _partition(self, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        empty = np.zeros(0, dtype=np.int64)
+        chunks = self._parts[p]
+        self._parts[p] = []
+        keys = [c[0] for c in chunks]
+        ids = [c[1] for c in chunks]
+        sizes = [c[2] for c in chunks if c[2] is not None]
+        if self._spill is not None and self._spill_path(p, "keys").exists():
+            keys.insert(0, np.fromfile(self._spill_path(p, "keys"), dtype=np.int64))
+            ids.insert(0, np.fromfile(self._spill_path(p, "ids"), dtype=np.int64))
+            if self.has_size:
+                sizes.insert(0, np.fromfile(self._spill_path(p, "sizes"), dtype=np.int64))
+            for what in ("keys", "ids", "sizes"):
+                self._spill_path(p, what).unlink(missing_ok=True)
+        k = np.concatenate(keys) if keys else empty
+        i = np.concatenate(ids) if ids else empty
+        sz = (np.concatenate(sizes) if sizes else empty) if self.has_size else None
+        return k, i, sz
+
+    def iter_edges(self, nucleus_id: np.ndarray) -> Iterator[Edges]:
+        """The edges, one partition at a time, in (pre, post) order (see :class:`Edges`)."""
+        try:
+            for p in range(self.partitions):
+                keys, ids, sizes = self._partition(p)
+                if len(keys):
+                    yield _group(keys, ids, sizes, nucleus_id, self.n)
+        finally:
+            self.cleanup()
 
     def edges(self, nucleus_id: np.ndarray) -> Edges:
-        empty = np.zeros(0, dtype=np.int64)
-        keys = np.concatenate(self._keys) if self._keys else empty
-        ids = np.concatenate(self._ids) if self._ids else empty
-        m = len(keys)
-        in_id_order = m < 2 or bool((ids[1:] > ids[:-1]).all())  # the usual case
-        if in_id_order and m and int(keys.max()) < (2**63 - 1) // m:
-            order = np.argsort(keys * m + np.arange(m))  # unique composite: fast SIMD sort
-        else:
-            order = np.lexsort((ids, keys))
-        keys, ids = keys[order], ids[order]
-        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else empty
-        offsets = np.r_[starts, len(keys)].astype(np.int64)
-        pre = nucleus_id[keys[starts] // max(self.n, 1)]
-        post = nucleus_id[keys[starts] % max(self.n, 1)]
-        sizes = size = None
-        if self.has_size:
-            sizes = np.concatenate(self._sizes)[order].astype(np.int64)
-            size = np.add.reduceat(sizes, starts) if len(starts) else empty
-        return Edges(
-            pre=pre,
-            post=post,
-            synapses=np.diff(offsets),
-            size=size,
-            offsets=offsets,
-            synapse_ids=ids,
-            sizes=sizes,
-        )
+        """All edges at once (in-memory use: tests, live CAVE)."""
+        chunks = list(self.iter_edges(nucleus_id))
+        if not chunks:
+            return _group(*(np.zeros(0, np.int64),) * 2,
+                          np.zeros(0, np.int64) if self.has_size else None, nucleus_id, self.n)  # fmt: skip
+        return chunks[0] if len(chunks) == 1 else Edges.concat(chunks)
+
+    def cleanup(self) -> None:
+        if self._spill is not None:
+            shutil.rmtree(self._spill, ignore_errors=True)
+            self._spill = None
+
+
+def _group(
+    keys: np.ndarray, ids: np.ndarray, sizes: np.ndarray | None, nucleus_id: np.ndarray, n: int
+) -> Edges:
+    """Group used synapses by (pre, post) cell index key; synapses of an edge in id order."""
+    empty = np.zeros(0, dtype=np.int64)
+    m = len(keys)
+    in_id_order = m < 2 or bool((ids[1:] > ids[:-1]).all())  # the usual case
+    if in_id_order and m and int(keys.max()) < (2**63 - 1) // m:
+        order = np.argsort(keys * m + np.arange(m))  # unique composite: fast SIMD sort
+    else:
+        order = np.lexsort((ids, keys))
+    keys, ids = keys[order], ids[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else empty
+    offsets = np.r_[starts, len(keys)].astype(np.int64)
+    pre = nucleus_id[keys[starts] // max(n, 1)]
+    post = nucleus_id[keys[starts] % max(n, 1)]
+    size = None
+    if sizes is not None:
+        sizes = sizes[order].astype(np.int64)
+        size = np.add.reduceat(sizes, starts) if len(starts) else empty
+    return Edges(
+        pre=pre,
+        post=post,
+        synapses=np.diff(offsets),
+        size=size,
+        offsets=offsets,
+        synapse_ids=ids,
+        sizes=sizes,
+    )

@@ -7,32 +7,20 @@ the dicts produced for Neo4j ``UNWIND`` hold Python ints (exact at 64 bits).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+
+from core.model import RELEASE_COUNT_KEYS
 
 #: Canonical (CAVE) column names per table.
 NUCLEI = "nuclei"
 SYNAPSES = "synapses"
 NEURONS = "neurons"
 CELL_TYPES = "cell_types"
-TABLES = (NUCLEI, SYNAPSES, NEURONS, CELL_TYPES)
 
-COUNT_KEYS = (
-    "cells",
-    "edges",
-    "synapses_total",
-    "synapses_used",
-    "dropped_autapse",
-    "dropped_root0",
-    "dropped_multi_nucleus_root",
-    "dropped_partner_without_nucleus",
-    "neuron_rows_unmatched",
-    "cell_type_rows_unmatched",
-)
+#: the counts the loader reports: the Release node's (core.model) plus its own working counts
+COUNT_KEYS = (*RELEASE_COUNT_KEYS, "synapses_used")
 
 
 @dataclass(frozen=True)
@@ -83,38 +71,28 @@ class Edges:
     def __len__(self) -> int:
         return int(self.pre.shape[0])
 
-    def iter_batches(self, batch_size: int = 10_000) -> Iterator[list[dict[str, Any]]]:
-        """Yield lists of at most ``batch_size`` dicts ready for ``UNWIND $rows``:
-        ``{pre, post, synapses, size, sizes: list[int], synapse_ids: list[int]}``
-        (``size`` None and ``sizes`` ``[]`` when sizes are unknown)."""
-        for start in range(0, len(self), batch_size):
-            stop = min(start + batch_size, len(self))
-            lo, hi = int(self.offsets[start]), int(self.offsets[stop])
-            ids = self.synapse_ids[lo:hi].tolist()
-            sizes = self.sizes[lo:hi].tolist() if self.sizes is not None else None
-            sums = self.size[start:stop].tolist() if self.size is not None else None
-            rel = (self.offsets[start : stop + 1] - lo).tolist()
-            rows = []
-            for k, (pre, post, n) in enumerate(
-                zip(
-                    self.pre[start:stop].tolist(),
-                    self.post[start:stop].tolist(),
-                    self.synapses[start:stop].tolist(),
-                    strict=True,
-                )
-            ):
-                a, b = rel[k], rel[k + 1]
-                rows.append(
-                    {
-                        "pre": pre,
-                        "post": post,
-                        "synapses": n,
-                        "size": sums[k] if sums is not None else None,
-                        "sizes": sizes[a:b] if sizes is not None else [],
-                        "synapse_ids": ids[a:b],
-                    }
-                )
-            yield rows
+    @staticmethod
+    def concat(chunks: list[Edges]) -> Edges:
+        """Chunks in (pre, post) order as one table (CSR offsets rebased)."""
+        has_size = chunks[0].size is not None
+        offsets = [np.zeros(1, np.int64)]
+        base = 0
+        for c in chunks:
+            offsets.append(c.offsets[1:] + base)
+            base += int(c.offsets[-1])
+        return Edges(
+            pre=np.concatenate([c.pre for c in chunks]),
+            post=np.concatenate([c.post for c in chunks]),
+            synapses=np.concatenate([c.synapses for c in chunks]),
+            size=np.concatenate([c.size for c in chunks if c.size is not None])
+            if has_size
+            else None,
+            offsets=np.concatenate(offsets),
+            synapse_ids=np.concatenate([c.synapse_ids for c in chunks]),
+            sizes=np.concatenate([c.sizes for c in chunks if c.sizes is not None])
+            if has_size
+            else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -128,33 +106,3 @@ class ReleaseData:
     in_synapses: np.ndarray  # int64, aligned with cells
     counts: dict[str, int]
     multi_nucleus_roots: dict[int, list[int]] = field(default_factory=dict)
-
-    def iter_cell_batches(self, batch_size: int = 10_000) -> Iterator[list[dict[str, Any]]]:
-        """Yield lists of cell dicts for ``UNWIND``: nucleus_id, root_id, x, y, z, volume (None if
-        unknown), out_synapses, in_synapses, and is_neuron / cell_type / classification_system when
-        the corresponding table was loaded."""
-        c, a = self.cells, self.annotations
-        labels = {
-            k: v
-            for k, v in (
-                ("is_neuron", a.is_neuron),
-                ("cell_type", a.cell_type),
-                ("classification_system", a.classification_system),
-            )
-            if v is not None
-        }
-        for start in range(0, len(c), batch_size):
-            sl = slice(start, min(start + batch_size, len(c)))
-            cols: dict[str, list[Any]] = {
-                "nucleus_id": c.nucleus_id[sl].tolist(),
-                "root_id": c.root_id[sl].tolist(),
-                "x": c.x[sl].tolist(),
-                "y": c.y[sl].tolist(),
-                "z": c.z[sl].tolist(),
-                "volume": [None if math.isnan(v) else v for v in c.volume[sl].tolist()],
-                "out_synapses": self.out_synapses[sl].tolist(),
-                "in_synapses": self.in_synapses[sl].tolist(),
-            }
-            cols.update({k: v[sl].tolist() for k, v in labels.items()})
-            keys = list(cols)
-            yield [dict(zip(keys, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]

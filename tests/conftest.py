@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import pytest
 
 from graph.driver import Database
 from graph.settings import ConnectionSettings, ServerSettings
+
+# release snapshots of the test session go to a folder of their own (subprocesses inherit it)
+os.environ["CGRAPH_DATA"] = tempfile.mkdtemp(prefix="cgraph-test-data-")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -84,12 +88,22 @@ def _connect() -> ConnectionSettings:
         raise RuntimeError(_state["error"]) from exc
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
+NEEDS_NEO4J = {"db", "neo4j_settings", "cli_env"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Connect (and say which Neo4j) only when a collected test needs the database, so that
+    `pytest tests/unit` never starts one."""
+    if not any(NEEDS_NEO4J & set(getattr(i, "fixturenames", ())) for i in items):
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
     try:
         _connect()
+        line = f"neo4j: {_state['agent']} via {_state['how']}"
     except RuntimeError as exc:
-        return [f"neo4j: NONE ({exc})"]
-    return [f"neo4j: {_state['agent']} via {_state['how']}"]
+        line = f"neo4j: NONE ({exc})"
+    if reporter is not None:
+        reporter.write_line(line)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -118,7 +132,7 @@ def db(neo4j_settings: ConnectionSettings) -> Iterator[Database]:
     from graph.schema import ensure_schema
 
     database = Database(neo4j_settings)
-    ensure_schema(database)
+    database.call(ensure_schema)
     yield database
     database.close()
 

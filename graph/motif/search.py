@@ -8,7 +8,7 @@ names the same matches on every call against a complete (immutable) release.
 from __future__ import annotations
 
 from analysis.motif.ir import Motif
-from graph.driver import AsyncDatabase, Database
+from graph.driver import AsyncDatabase
 from graph.motif.cypher import compile_motif
 
 Match = dict[str, int]
@@ -18,8 +18,8 @@ def _rows_to_matches(motif: Motif, rows: list[dict[str, int]]) -> list[Match]:
     return [{v: int(r[v]) for v in motif.nodes} for r in rows]
 
 
-def search_motif(
-    db: Database,
+async def search_motif(
+    adb: AsyncDatabase,
     version: int,
     motif: Motif,
     *,
@@ -29,25 +29,13 @@ def search_motif(
 ) -> list[Match]:
     """Matches ``skip`` .. ``skip + limit`` as {node: nucleus_id}."""
     cypher, params = compile_motif(motif, version, induced=induced, skip=skip, limit=limit)
-    return _rows_to_matches(motif, db.read(cypher, params))
-
-
-async def asearch_motif(
-    adb: AsyncDatabase,
-    version: int,
-    motif: Motif,
-    *,
-    induced: bool = False,
-    skip: int = 0,
-    limit: int = 100,
-) -> list[Match]:
-    """Async twin of :func:`search_motif`."""
-    cypher, params = compile_motif(motif, version, induced=induced, skip=skip, limit=limit)
     return _rows_to_matches(motif, await adb.read(cypher, params))
 
 
-def count_motif_cypher(db: Database, version: int, motif: Motif, *, induced: bool = False) -> int:
+async def count_motif_cypher(
+    adb: AsyncDatabase, version: int, motif: Motif, *, induced: bool = False
+) -> int:
     """The ordered match count computed by Neo4j (the reference the in-memory count is
     checked against; slower on whole releases)."""
     cypher, params = compile_motif(motif, version, induced=induced, mode="count")
-    return int(db.read(cypher, params)[0]["n"])
+    return int((await adb.read(cypher, params))[0]["n"])

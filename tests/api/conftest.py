@@ -26,19 +26,18 @@ from api.app import create_app
 from api.settings import ApiSettings
 from cgraph.load import load_release
 from graph.driver import AsyncDatabase, Database
-from graph.releases import begin_load, drop_release, get_release
+from graph.releases import begin_load
 from graph.settings import ConnectionSettings
 from loaders.synth import generate
 from tests import expected as shared_expected
+from tests.helpers import drop_releases
 
 V1, V2, V_LOADING = 9401, 9402, 9403
 OWNED = (V1, V2, V_LOADING)
 
 
 def _drop_owned(db: Database) -> None:
-    for v in OWNED:
-        if get_release(db, v) is not None:
-            drop_release(db, v)
+    drop_releases(db, *OWNED)
 
 
 # --------------------------------------------------------------------------- expected values
@@ -89,7 +88,7 @@ def releases(
         load_release(db, v, nuclei=vs.nuclei, synapses=vs.synapses, neurons=vs.neurons,
                      cell_types=vs.cell_types)  # fmt: skip
         expected[v] = expected_release(v, vs.nuclei, vs.synapses)
-    begin_load(db, V_LOADING, None, replace=False)  # a release that never completes
+    db.call(begin_load, V_LOADING, None, replace=False)  # a release that never completes
     yield expected
     _drop_owned(db)
 

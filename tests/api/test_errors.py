@@ -10,6 +10,7 @@ import pytest
 
 from api.settings import ApiSettings
 from graph import queries
+from graph import releases as graph_releases
 from graph.driver import AsyncDatabase
 from graph.settings import ConnectionSettings
 from tests.api.conftest import V1, V2, V_LOADING, Expected, GraphQL, asgi_app
@@ -111,7 +112,7 @@ def test_internal_errors_are_masked(
     async def boom(adb: AsyncDatabase) -> list[Any]:
         raise RuntimeError("secret internals: bolt://user:pw@host")
 
-    monkeypatch.setattr(queries, "list_releases", boom)
+    monkeypatch.setattr(graph_releases, "list_releases", boom)
     with asgi_app(ApiSettings(), neo4j_settings) as client:
         body = GraphQL(client, "asgi").post("{ releases { version } }")
     (error,) = body["errors"]

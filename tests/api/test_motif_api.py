@@ -32,6 +32,7 @@ from tests.api.motif_helpers import (
     pinky_nuclei,
     synthetic_graph,
 )
+from tests.helpers import drop_releases
 
 PINKY_V, SYNTH_V, MISSING_V = 9551, 9552, 9559
 CGRAPH = str(Path(sys.executable).parent / "cgraph")
@@ -58,10 +59,7 @@ query ($v: Int!, $m: String!, $induced: Boolean, $first: Int, $after: String) {
 }"""
 
 
-def _drop(db: Database, *versions: int) -> None:
-    for v in versions:
-        if releases.get_release(db, v) is not None:
-            releases.drop_release(db, v)
+_drop = drop_releases
 
 
 @pytest.fixture(scope="module")
@@ -348,7 +346,7 @@ def test_unknown_release(neo4j_settings: ConnectionSettings) -> None:
 def test_release_not_ready(neo4j_settings: ConnectionSettings, db: Database) -> None:
     v = MISSING_V - 1
     _drop(db, v)
-    releases.begin_load(db, v, None, replace=False)
+    db.call(releases.begin_load, v, None, replace=False)
     try:
         for query, args in ((COUNT, {"m": "A -> B"}), (SEARCH, {"m": "A -> B"}), (CENSUS, {})):
             code, _ = error_code(gql(neo4j_settings, query, {"v": v, **args}))

@@ -17,6 +17,7 @@ from graph import releases
 from graph.driver import Database
 from loaders.synth import generate
 from tests.expected import expected_release
+from tests.helpers import drop_releases
 
 V = 9571
 CLI = _Group("cgraph", commands={"motif": motif_cmd, "census": census_cmd})
@@ -28,8 +29,7 @@ def graph(db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[nx
     generate(folder, cells=200, synapses=6_000, versions=[V], seed=3)
     nuclei = pd.read_parquet(folder / f"nuclei_v{V}.parquet")
     synapses = pd.read_parquet(folder / f"synapses_v{V}.parquet")
-    if releases.get_release(db, V) is not None:
-        releases.drop_release(db, V)
+    drop_releases(db, V)
     load_release(db, V, nuclei=nuclei, synapses=synapses)
     G = nx.DiGraph()
     G.add_nodes_from(int(i) for i in nuclei.id)
@@ -37,7 +37,7 @@ def graph(db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[nx
         expected_release(nuclei, synapses).edges[["pre", "post"]].itertuples(index=False)
     )
     yield G
-    releases.drop_release(db, V)
+    db.call(releases.drop_release, V)
 
 
 def run(env: dict[str, str], *args: str) -> tuple[int, str, str]:

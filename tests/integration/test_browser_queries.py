@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 
 from cgraph.load import load_release
+from core.model import DISPLAY_LABELS
 from graph import releases
 from graph.driver import Database
 from loaders.synth import generate
 from tests.expected import expected_release
+from tests.helpers import drop_releases
 
 REPO = Path(__file__).resolve().parents[2]
 OLD, NEW = 117, 343
@@ -50,14 +52,13 @@ def demo(db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
     a = demo_args()
     generate(out, cells=a["cells"], synapses=a["synapses"], versions=[OLD, NEW], seed=a["seed"])
     for readme_v, v in ((OLD, V_OLD), (NEW, V_NEW)):
-        if releases.get_release(db, v) is not None:
-            releases.drop_release(db, v)
+        drop_releases(db, v)
         load_release(db, v, nuclei=out / f"nuclei_v{readme_v}.parquet",
                      synapses=out / f"synapses_v{readme_v}.parquet",
                      cell_types=out / f"cell_types_v{readme_v}.parquet")  # fmt: skip
     yield out
     for v in (V_OLD, V_NEW):
-        releases.drop_release(db, v)
+        db.call(releases.drop_release, v)
 
 
 def test_readme_queries_answer_like_pandas(db: Database, demo: Path) -> None:
@@ -101,7 +102,7 @@ def test_browser_style_names_the_graph_model(db: Database, demo: Path) -> None:
     grass = (REPO / "graph" / "browser-style.grass").read_text()
     assert 'node.Cell {\n  caption: "{nucleus_id}";' in grass
     labels = {r["label"] for r in db.read("CALL db.labels() YIELD label RETURN label")}
-    for label in releases.DISPLAY_LABELS:
+    for label in DISPLAY_LABELS:
         assert f"node.{label} " in grass
         assert label in labels
     ct = pd.read_parquet(demo / f"cell_types_v{NEW}.parquet")

@@ -14,7 +14,9 @@ from core.errors import ReleaseExists
 from graph import releases
 from graph.driver import Database
 from loaders.synth import generate
+from snapshot.layout import open_snapshot
 from tests.expected import expected_release
+from tests.helpers import drop_releases
 
 V1, V2 = 9101, 9102
 
@@ -24,8 +26,7 @@ def synthetic(db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     out = tmp_path_factory.mktemp("synth")
     generate(out, cells=400, synapses=40_000, versions=[V1, V2], seed=7)
     for v in (V1, V2):
-        if releases.get_release(db, v) is not None:
-            releases.drop_release(db, v)
+        drop_releases(db, v)
         load_release(
             db,
             v,
@@ -36,19 +37,21 @@ def synthetic(db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         )
     yield out
     for v in (V1, V2):
-        releases.drop_release(db, v)
+        db.call(releases.drop_release, v)
 
 
 def graph_edges(db: Database, version: int) -> pd.DataFrame:
+    """Edges as Neo4j holds them, with each edge's synapses from the release snapshot."""
     rows = db.read(
         f"MATCH (a:Cell)-[r:SYNAPSE_V{version}]->(b:Cell) "
-        "RETURN a.nucleus_id AS pre, b.nucleus_id AS post, r.synapses AS synapses, "
-        "r.size AS size, r.sizes AS sizes, r.synapse_ids AS synapse_ids"
+        "RETURN a.nucleus_id AS pre, b.nucleus_id AS post, r.synapses AS synapses, r.size AS size"
     )
-    df = pd.DataFrame(rows)
-    df["sizes"] = df.sizes.map(tuple)
-    df["synapse_ids"] = df.synapse_ids.map(tuple)
-    return df.sort_values(["pre", "post"]).reset_index(drop=True)
+    df = pd.DataFrame(rows).sort_values(["pre", "post"]).reset_index(drop=True)
+    syn = pd.read_parquet(open_snapshot(version).file("synapses.parquet"))
+    per_edge = syn.groupby(["pre", "post"], sort=True).agg(
+        sizes=("size", tuple), synapse_ids=("id", tuple)
+    )
+    return df.join(per_edge, on=["pre", "post"])
 
 
 @pytest.mark.parametrize("version", [V1, V2])
@@ -75,7 +78,7 @@ def test_edges_roots_and_counts_equal_pandas(db: Database, synthetic: Path, vers
         cells.reset_index(drop=True), want_cells.reset_index(drop=True), check_dtype=False
     )
 
-    info = releases.get_release(db, version)
+    info = db.call(releases.get_release, version)
     assert info is not None and info.status == "complete"
     for key, value in exp.counts.items():
         assert info.counts[key] == value, key
@@ -123,8 +126,8 @@ def test_drop_release_leaves_the_other_release_whole(db: Database, synthetic: Pa
     before = graph_edges(db, V2)
     load_release(db, v3, nuclei=synthetic / f"nuclei_v{V1}.parquet",
                  synapses=synthetic / f"synapses_v{V1}.parquet")  # fmt: skip
-    releases.drop_release(db, v3)
-    assert releases.get_release(db, v3) is None
+    db.call(releases.drop_release, v3)
+    assert db.call(releases.get_release, v3) is None
     assert db.read("MATCH (c:Cell) WHERE c.root_id_v9103 IS NOT NULL RETURN count(c) AS n") == [
         {"n": 0}
     ]

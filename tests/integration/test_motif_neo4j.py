@@ -20,14 +20,12 @@ from graph.motif.search import count_motif_cypher, search_motif
 from graph.whole_release import clear_cache, get_release_graph
 from loaders.synth import generate
 from tests.expected import expected_release
+from tests.helpers import drop_releases
 
 V, V_LOADING, V_MISSING = 9561, 9562, 9569
 
 
-def _drop(db: Database, *versions: int) -> None:
-    for v in versions:
-        if releases.get_release(db, v) is not None:
-            releases.drop_release(db, v)
+_drop = drop_releases
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +44,7 @@ def files(db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
 def test_release_graph_equals_pandas(db: Database, files: dict[str, Path]) -> None:
     nuclei = pd.read_parquet(files["nuclei"])
     exp = expected_release(nuclei, pd.read_parquet(files["synapses"]))
-    g = get_release_graph(db, V)
+    g = db.call(get_release_graph, V)
     assert np.array_equal(g.nodes, np.sort(nuclei.id.to_numpy()))  # isolated cells included
     got = pd.DataFrame({"pre": g.nodes[g.src], "post": g.nodes[g.dst], "synapses": g.synapses,
                         "size": g.size})  # fmt: skip
@@ -62,29 +60,29 @@ def test_release_graph_equals_pandas(db: Database, files: dict[str, Path]) -> No
 
 
 def test_release_graph_is_cached_until_reloaded(db: Database, files: dict[str, Path]) -> None:
-    g = get_release_graph(db, V)
-    assert get_release_graph(db, V) is g
+    g = db.call(get_release_graph, V)
+    assert db.call(get_release_graph, V) is g
     half = pd.read_parquet(files["synapses"]).iloc[:6_000]
     try:
         load_release(db, V, nuclei=files["nuclei"], synapses=half, replace=True)
-        h = get_release_graph(db, V)
+        h = db.call(get_release_graph, V)
         assert h is not g and h.n == g.n and h.m < g.m
     finally:
         load_release(db, V, nuclei=files["nuclei"], synapses=files["synapses"],
                      cell_types=files["cell_types"], neurons=files["neurons"], replace=True)  # fmt: skip
-    assert get_release_graph(db, V).m == g.m
+    assert db.call(get_release_graph, V).m == g.m
 
 
 def test_release_graph_errors(db: Database, files: dict[str, Path]) -> None:
     with pytest.raises(UnknownRelease):
-        get_release_graph(db, V_MISSING)
+        db.call(get_release_graph, V_MISSING)
     _drop(db, V_LOADING)
-    releases.begin_load(db, V_LOADING, None, replace=False)
+    db.call(releases.begin_load, V_LOADING, None, replace=False)
     with pytest.raises(ReleaseNotReady):
-        get_release_graph(db, V_LOADING)
+        db.call(get_release_graph, V_LOADING)
     clear_cache()
     with pytest.raises(QueryTimeout):
-        get_release_graph(db, V, deadline=Deadline(0.001, 0.0))  # already over
+        db.call(get_release_graph, V, deadline=Deadline(0.001, 0.0))  # already over
 
 
 MOTIFS = [
@@ -104,8 +102,8 @@ def test_in_memory_count_equals_cypher(
     db: Database, files: dict[str, Path], text: str, induced: bool
 ) -> None:
     motif = parse_motif(text)
-    g = get_release_graph(db, V)
-    expected = count_motif_cypher(db, V, motif, induced=induced)
+    g = db.call(get_release_graph, V)
+    expected = db.call(count_motif_cypher, V, motif, induced=induced)
     assert expected > 0
     assert count_motif(g, motif, induced=induced) == expected
 
@@ -115,8 +113,8 @@ def test_in_memory_matches_equal_cypher_pages(
     db: Database, files: dict[str, Path], text: str, induced: bool
 ) -> None:
     motif = parse_motif(text)
-    g = get_release_graph(db, V)
+    g = db.call(get_release_graph, V)
     for skip, limit in ((0, 7), (5, 40)):
-        assert search_motif(db, V, motif, induced=induced, skip=skip, limit=limit) == find_motif(
-            g, motif, induced=induced, offset=skip, limit=limit
-        )
+        assert db.call(
+            search_motif, V, motif, induced=induced, skip=skip, limit=limit
+        ) == find_motif(g, motif, induced=induced, offset=skip, limit=limit)

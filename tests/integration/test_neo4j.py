@@ -26,20 +26,25 @@ def test_routing_uri_works(neo4j_settings: ConnectionSettings) -> None:
 
 
 def test_schema_is_idempotent(db: Database) -> None:
-    ensure_schema(db)
-    ensure_schema(db)
-    ensure_release_schema(db, 990001)
-    ensure_release_schema(db, 990001)
+    db.call(ensure_schema)
+    db.call(ensure_schema)
+    db.call(ensure_release_schema, 990001)
+    db.call(ensure_release_schema, 990001)
     names = {r["name"] for r in db.read("SHOW INDEXES YIELD name RETURN name")}
     assert {"cell_nucleus_id", "release_version", "cell_root_id_v990001"} <= names
     constraints = db.read("SHOW CONSTRAINTS YIELD name, type RETURN name, type")
     assert {"name": "cell_nucleus_id", "type": "UNIQUENESS"} in constraints
-    with db.driver.session(database=db.name) as s:
-        summary = s.run("EXPLAIN MATCH (c:Cell {root_id_v990001: $r}) RETURN c", r=1).consume()
+
+    async def explain() -> object:
+        async with db.adb.driver.session(database=db.name) as s:
+            result = await s.run("EXPLAIN MATCH (c:Cell {root_id_v990001: $r}) RETURN c", r=1)
+            return await result.consume()
+
+    summary = db.run(explain())  # type: ignore[arg-type]
     assert "NodeIndexSeek" in str(summary.plan)
     from graph.schema import drop_release_schema
 
-    drop_release_schema(db, 990001)
+    db.call(drop_release_schema, 990001)
 
 
 def test_wrong_password_is_a_named_error(neo4j_settings: ConnectionSettings) -> None:

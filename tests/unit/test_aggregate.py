@@ -6,7 +6,6 @@ code with loaders.aggregate.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 
 from core.errors import InputError
 from loaders.aggregate import RootIndex, build_release
+from tests.helpers import cell_rows, edge_rows
 
 PINKY_MAPPING = {
     "pre_pt_root_id": "pre_root_id",
@@ -22,15 +22,6 @@ PINKY_MAPPING = {
     "size": "cleft_vx",
 }
 BIG = 864691135987654321  # > 2**53: float64 would round it
-
-
-def shared_data() -> Path:
-    root = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-    if not root.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"shared data missing at {root} (required when CI=true)")
-        pytest.skip(f"shared data not found at {root} (../shared/data beside the checkout)")
-    return root
 
 
 # ----------------------------------------------------------------------------- pandas reference
@@ -94,7 +85,7 @@ def assert_matches(data, ref: dict[str, object], with_size: bool = True) -> None
     )
     exp = edges.sort_values(["pre_n", "post_n"]).reset_index(drop=True)  # type: ignore[union-attr]
     pd.testing.assert_frame_equal(got, exp[["pre_n", "post_n", "synapses"]], check_dtype=False)
-    rows = [r for batch in data.edges.iter_batches(7) for r in batch]
+    rows = [r for batch in edge_rows(data.edges, 7) for r in batch]
     assert [r["synapse_ids"] for r in rows] == [list(map(int, v)) for v in exp.ids]
     if with_size:
         assert [r["size"] for r in rows] == exp["size"].astype(int).tolist()
@@ -164,7 +155,7 @@ def test_hand_built_rules_match_pandas() -> None:
     assert data.counts["dropped_multi_nucleus_root"] == 3
     assert data.counts["dropped_partner_without_nucleus"] == 3
     assert data.counts["synapses_used"] == 5
-    ab = next(r for r in next(data.edges.iter_batches()) if (r["pre"], r["post"]) == (101, 102))
+    ab = next(r for r in next(edge_rows(data.edges)) if (r["pre"], r["post"]) == (101, 102))
     assert ab == {
         "pre": 101,
         "post": 102,
@@ -183,7 +174,7 @@ def test_cells_record() -> None:
     assert c.root_id.dtype == np.int64 and c.root_id.tolist()[:3] == [A, B, C]
     assert (c.x.tolist(), c.z.tolist()) == ([4.0] * 6, [120.0] * 6)
     assert np.isnan(c.volume[1]) and c.volume[0] == 10.0
-    cell = next(data.iter_cell_batches())[1]
+    cell = next(cell_rows(data))[1]
     assert cell["volume"] is None and cell["root_id"] == B and "cell_type" not in cell
 
 
@@ -196,7 +187,7 @@ def test_no_size_column_gives_none_never_numbers() -> None:
 def test_no_id_column_uses_row_index() -> None:
     syn = hand_synapses().drop(columns="id")
     data = build_release(hand_nuclei(), syn)
-    ab = next(r for r in next(data.edges.iter_batches()) if (r["pre"], r["post"]) == (101, 102))
+    ab = next(r for r in next(edge_rows(data.edges)) if (r["pre"], r["post"]) == (101, 102))
     assert ab["synapse_ids"] == [0, 1, 2] and ab["sizes"] == [5, 7, 1]
 
 
@@ -276,7 +267,7 @@ def test_annotations_neuron_and_cell_type_tables() -> None:
     assert a.classification_system is not None
     assert a.classification_system.tolist()[:3] == [None, None, "inhibitory_neuron"]
     assert data.counts["neuron_rows_unmatched"] == 1
-    first = next(data.iter_cell_batches(2))
+    first = next(cell_rows(data, 2))
     assert [(c["nucleus_id"], c["is_neuron"], c["cell_type"]) for c in first] == [
         (101, True, "23P"),
         (102, False, None),
@@ -298,8 +289,8 @@ def test_annotation_duplicate_and_bad_value() -> None:
 # ----------------------------------------------------------------------------- real data
 
 
-def test_pinky100_counts_match_pandas() -> None:
-    d = shared_data() / "microns_pinky100_v185"
+def test_pinky100_counts_match_pandas(shared_data: Path) -> None:
+    d = shared_data / "microns_pinky100_v185"
     somas, syn_file = d / "soma_valence_v185.csv", d / "soma_subgraph_synapses_spines_v185.csv"
     data = build_release(somas, syn_file, cell_types=somas, mapping=PINKY_MAPPING)
     nuclei = pd.read_csv(somas, dtype={"pt_root_id": "int64"})

@@ -16,6 +16,7 @@ import pytest
 from core.errors import LimitExceeded
 from loaders.aggregate import build_release
 from loaders.cave import read_cave_release
+from tests.helpers import edge_rows
 
 BIG = 864691135987654321
 
@@ -168,8 +169,8 @@ def test_release_equals_full_tables_despite_row_cap(tmp_path, to_parquet: bool) 
 
     live = got.build()
     full = build_release(tables["nucleus_detection_v0"], tables["synapses_pni_2"], matched)
-    assert [r for b in live.edges.iter_batches() for r in b] == [
-        r for b in full.edges.iter_batches() for r in b
+    assert [r for b in edge_rows(live.edges) for r in b] == [
+        r for b in edge_rows(full.edges) for r in b
     ]
     assert live.out_synapses.tolist() == full.out_synapses.tolist()
     assert live.in_synapses.tolist() == full.in_synapses.tolist()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from math import comb
 from pathlib import Path
 
@@ -13,9 +12,6 @@ import pytest
 
 from analysis.census import TRIAD_CODES, ReleaseGraph, reciprocal_pairs, triad_census
 from analysis.nullmodel import KeyTable, _swap_round, degree_preserving_null, er_expected, repeated
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-PINKY = DATA / "microns_pinky100_v185"
 
 
 def _from_nx(G: nx.DiGraph) -> ReleaseGraph:
@@ -57,13 +53,10 @@ def test_reciprocal_pairs_and_tiny_graphs() -> None:
     assert triad_census(empty) == dict.fromkeys(TRIAD_CODES, 0)
 
 
-def _pinky() -> tuple[ReleaseGraph, pd.DataFrame]:
-    if not PINKY.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"shared data missing in CI: {PINKY}")
-        pytest.skip(f"MICrONS pinky100 data not found at {PINKY} (../shared/data)")
-    soma = pd.read_csv(PINKY / "motifs_pyc_soma.csv")
-    syn = pd.read_csv(PINKY / "motifs_pyc_synapses.csv").drop_duplicates()
+def _pinky(shared_data: Path) -> tuple[ReleaseGraph, pd.DataFrame]:
+    pinky = shared_data / "microns_pinky100_v185"
+    soma = pd.read_csv(pinky / "motifs_pyc_soma.csv")
+    syn = pd.read_csv(pinky / "motifs_pyc_synapses.csv").drop_duplicates()
     syn = syn[syn.pre != syn.post]
     return ReleaseGraph.from_ids(soma.segment_id.to_numpy(), syn.pre, syn.post), soma
 
@@ -79,8 +72,8 @@ PUBLISHED = {
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("subset", ["full", "th100"])
-def test_pinky100_published_census(subset: str) -> None:
-    g, soma = _pinky()
+def test_pinky100_published_census(subset: str, shared_data: Path) -> None:
+    g, soma = _pinky(shared_data)
     if subset == "th100":
         g = g.subgraph(soma.set_index("segment_id").loc[g.nodes, "axon_len"].to_numpy() > 100)
     cells, edges, recip, census = PUBLISHED[subset]

@@ -10,6 +10,7 @@ import click
 from cgraph.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
+ROOMS = ("core", "snapshot", "analysis", "graph", "loaders", "api", "cgraph")
 README = (REPO / "README.md").read_text()
 
 
@@ -36,7 +37,7 @@ def test_every_cli_command_is_in_the_readme() -> None:
 
 def test_every_setting_is_in_the_readme() -> None:
     names = set()
-    for path in list((REPO / "graph").glob("*.py")) + list((REPO / "api").glob("*.py")):
+    for path in [p for room in ROOMS for p in (REPO / room).rglob("*.py")]:
         names |= set(re.findall(r"\b((?:NEO4J|CGRAPH)_[A-Z_]+)\b", path.read_text()))
     names -= {"NEO4J_HOME", "NEO4J_CONF"}  # set for the Neo4j JVM itself, not user settings
     missing = sorted(n for n in names if n not in README)

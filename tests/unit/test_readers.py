@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from core.errors import InputError
 from loaders.aggregate import build_release
+from tests.helpers import edge_rows
 
 BIG = 864691135987654321  # > 2**53
 ROOTS = [BIG, BIG + 1, BIG + 2, 0]
@@ -80,7 +80,7 @@ def check_release(data) -> None:  # noqa: ANN001
     assert data.cells.x.tolist() == [4.0, 16.0, 28.0, 4.0]
     assert data.cells.z.tolist() == [120.0, 240.0, 360.0, 40.0]
     assert np.isnan(data.cells.volume[1]) and data.cells.volume[0] == 1.5
-    rows = [r for b in data.edges.iter_batches() for r in b]
+    rows = [r for b in edge_rows(data.edges) for r in b]
     assert rows == [
         {"pre": 7, "post": 8, "synapses": 2, "size": 30, "sizes": [20, 10], "synapse_ids": [1, 3]},
         {"pre": 8, "post": 9, "synapses": 1, "size": 30, "sizes": [30], "synapse_ids": [2]},
@@ -164,12 +164,8 @@ def test_mapping_with_unknown_source_column() -> None:
     assert err.value.column == "pre_root"
 
 
-def test_pinky_style_string_positions_and_mapping_from_real_file() -> None:
-    root = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-    if not root.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"shared data missing at {root}")
-        pytest.skip(f"shared data not found at {root} (../shared/data beside the checkout)")
+def test_pinky_style_string_positions_and_mapping_from_real_file(shared_data: Path) -> None:
+    root = shared_data
     somas = root / "microns_pinky100_v185" / "soma_valence_v185.csv"
     syn = root / "microns_pinky100_v185" / "soma_subgraph_synapses_spines_v185.csv"
     data = build_release(

@@ -1,0 +1,1 @@
+"""Release snapshots: the aggregated release as Parquet files plus a manifest (layout.py)."""
