@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,8 +30,6 @@ from api.settings import ApiSettings
 from graph.driver import AsyncDatabase
 from graph.settings import ConnectionSettings
 
-# Unknown per-release names in a guarded query are expected (UNKNOWN_RELEASE): not warnings.
-logging.getLogger("neo4j.notifications").setLevel(logging.ERROR)
 HEALTH_TIMEOUT = 3.0  # seconds
 
 

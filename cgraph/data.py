@@ -45,14 +45,17 @@ def parse_voxel(text: str) -> tuple[float, float, float]:
 
 def summary_lines(s: LoadSummary) -> list[str]:
     c = s.counts
+    stages = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in s.seconds.items())
     lines = [
-        f"release {s.version}: complete",
+        f"release {s.version}: complete ({s.writer} writer; snapshot {s.snapshot})",
         f"  cells {c['cells']:,}  edges {c['edges']:,}  synapses used {c['synapses']:,} "
         f"of {c['synapses_total']:,}",
         f"  dropped: autapse {c['dropped_autapse']:,}, root 0 {c['dropped_root0']:,}, "
         f"multi-nucleus root {c['dropped_multi_nucleus_root']:,}, "
         f"partner without nucleus {c['dropped_partner_without_nucleus']:,}",
     ]
+    if stages:
+        lines.append(f"  time: {stages}")
     if s.multi_nucleus_roots:
         shown = list(s.multi_nucleus_roots.items())[:5]
         text = "; ".join(f"{root}: {ids}" for root, ids in shown)
@@ -110,10 +113,12 @@ def synth(out_dir: Path, cells: int, synapses: int, versions: str, seed: int) ->
     "--memory",
     help="Peak memory of aggregation, e.g. 4GB (default: CGRAPH_LOAD_MEMORY or 4GB); above it, work spills to disk.",
 )
+@click.option("--writer", type=click.Choice(["auto", "bulk", "online"]), default="auto", show_default=True,
+              help="bulk: neo4j-admin import into the project's own empty local database; online: transactional writes (any Neo4j); auto: bulk when it applies.")  # fmt: skip
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def load(version: int, timestamp: str | None, nuclei: str, synapses: str, neurons: str | None,
          cell_types: str | None, maps: tuple[str, ...], voxel_size: str, replace: bool,
-         skip_existing: bool, memory: str | None, progress: bool) -> None:  # fmt: skip
+         skip_existing: bool, memory: str | None, writer: str, progress: bool) -> None:  # fmt: skip
     """Load one release from files (Parquet, Feather, CSV, CSV.gz, CAVE dumps)."""
     ts = parse_timestamp(timestamp) if timestamp else default_timestamp(version)
     mapping = parse_map(maps)
@@ -128,7 +133,7 @@ def load(version: int, timestamp: str | None, nuclei: str, synapses: str, neuron
         summary = load_release(
             db, version, nuclei=nuclei, synapses=synapses, neurons=neurons, cell_types=cell_types,
             mapping=mapping, voxel_size=voxel, timestamp=ts, replace=replace, progress=progress,
-            memory=mem,
+            memory=mem, writer=writer,  # type: ignore[arg-type]
         )  # fmt: skip
     for line in summary_lines(summary):
         click.echo(line)
@@ -207,3 +212,21 @@ def load_cave(datastack: str, version: int, neuron_table: str | None, cell_type_
         summary = write_release(db, version, data, timestamp=ts, replace=replace, progress=progress)
     for line in summary_lines(summary):
         click.echo(line)
+
+
+@click.command("rebuild")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def rebuild_cmd(progress: bool) -> None:
+    """Re-import every complete release snapshot (CGRAPH_DATA) into a fresh store of the
+    project's local server with neo4j-admin: stops it, imports, starts it, creates indexes;
+    the old store is kept until the new one answers."""
+    from graph import bulk
+    from graph.settings import ConnectionSettings, ServerSettings
+    from snapshot.layout import list_snapshots, snapshots_dir
+
+    snaps = list_snapshots()
+    if not snaps:
+        raise BadRequest(f"no release snapshots in {snapshots_dir()} (set CGRAPH_DATA)")
+    report = bulk.bulk_import(snaps, ServerSettings.from_env(), ConnectionSettings.from_env(),
+                              progress=progress)  # fmt: skip
+    click.echo(report.describe())

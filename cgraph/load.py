@@ -18,17 +18,20 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import click
 from tqdm import tqdm
 
 from core.errors import BadRequest, ReleaseExists
 from core.model import COMPLETE, check_version
-from graph import releases
+from graph import bulk, releases
 from graph.driver import Database
+from graph.settings import ServerSettings
 from loaders.aggregate import DEFAULT_MEMORY, aggregate_release
 from loaders.positions import DEFAULT_VOXEL_SIZE
 from loaders.readers import Source
@@ -97,18 +100,20 @@ def aggregate_to_snapshot(
     """Read, validate, aggregate and write the snapshot of one release."""
     v = check_version(version)
     t0 = time.perf_counter()
-    with tqdm(desc=f"v{v} synapses read", unit=" rows", unit_scale=True,
-              disable=not progress) as bar:  # fmt: skip
-        agg = aggregate_release(
-            nuclei, synapses, neurons, cell_types, mapping=mapping, voxel_size=voxel_size,
-            batch_rows=batch_rows, memory=memory or default_memory(), on_rows=bar.update,
-        )  # fmt: skip
-    t1 = time.perf_counter()
     given = {"nuclei": nuclei, "synapses": synapses, "neurons": neurons, "cell_types": cell_types}
-    with tqdm(desc=f"v{v} snapshot edges", unit=" edges", unit_scale=True,
-              disable=not progress) as bar:  # fmt: skip
-        snap = write_release_snapshot(agg, v, timestamp=timestamp, sources=_sources(given),
-                                      voxel_size=voxel_size, on_edges=bar.update)  # fmt: skip
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="source-sha256") as pool:
+        sources = pool.submit(_sources, given)  # hashed on the other core meanwhile
+        with tqdm(desc=f"v{v} synapses read", unit=" rows", unit_scale=True,
+                  disable=not progress) as bar:  # fmt: skip
+            agg = aggregate_release(
+                nuclei, synapses, neurons, cell_types, mapping=mapping, voxel_size=voxel_size,
+                batch_rows=batch_rows, memory=memory or default_memory(), on_rows=bar.update,
+            )  # fmt: skip
+        t1 = time.perf_counter()
+        with tqdm(total=agg.counts["synapses_used"], desc=f"v{v} snapshot", unit=" synapses",
+                  unit_scale=True, disable=not progress) as bar:  # fmt: skip
+            snap = write_release_snapshot(agg, v, timestamp=timestamp, sources=sources.result(),
+                                          voxel_size=voxel_size, on_edges=bar.update)  # fmt: skip
     if seconds is not None:
         seconds["read_aggregate"] = t1 - t0
         seconds["snapshot"] = time.perf_counter() - t1
@@ -129,6 +134,59 @@ def write_snapshot(
                 on_edges=edges.update)  # fmt: skip
 
 
+def choose_writer(db: Database, writer: Writer) -> tuple[str, str]:
+    """(writer, why): bulk for the project's own empty local database, online otherwise."""
+    srv = ServerSettings.from_env()
+    local = bulk.is_local(db.settings, srv) and db.settings.database == "neo4j"
+    if writer == "bulk":
+        if not local:
+            raise BadRequest(
+                f"--writer bulk needs the project's own local server "
+                f"(bolt://127.0.0.1:{srv.bolt_port}); {db.settings.uri} takes only the online "
+                "writer (a remote or clustered Neo4j, Aura: transactional writes)"
+            )
+        if not db.call(bulk.is_local_empty, srv, db.settings):
+            raise BadRequest(
+                "--writer bulk replaces the whole store and this database already holds data; "
+                "use --writer online to add a release, or `cgraph rebuild` to re-import every "
+                "snapshot"
+            )
+        return "bulk", "forced with --writer bulk"
+    if writer == "online":
+        return "online", "forced with --writer online"
+    if not local:
+        return "online", f"{db.settings.uri} is not the project's local server (online only)"
+    if db.call(bulk.is_local_empty, srv, db.settings):
+        return "bulk", "the project's local database is empty"
+    return "online", "the database already holds releases"
+
+
+def write_release_snapshot_to_graph(
+    db: Database,
+    snap: Snapshot,
+    *,
+    replace: bool = False,
+    progress: bool = False,
+    writer: Writer = "auto",
+    seconds: dict[str, float] | None = None,
+) -> str:
+    """Write a snapshot with the chosen writer; returns the writer used."""
+    chosen, why = choose_writer(db, writer)
+    if progress:
+        click.echo(f"release {snap.version}: {chosen} writer ({why})", err=True)
+    t = time.perf_counter()
+    if chosen == "bulk":
+        report = bulk.bulk_import([snap], ServerSettings.from_env(), db.settings,
+                                  progress=progress)  # fmt: skip
+        if seconds is not None:
+            seconds.update({f"bulk_{k}": v for k, v in report.seconds.items()})
+    else:
+        write_snapshot(db, snap, replace=replace, progress=progress)
+    if seconds is not None:
+        seconds["neo4j_write"] = time.perf_counter() - t
+    return chosen
+
+
 def load_release(
     db: Database,
     version: int,
@@ -144,10 +202,11 @@ def load_release(
     progress: bool = False,
     batch_rows: int = 1_000_000,
     memory: int | None = None,
+    writer: Writer = "online",
 ) -> LoadSummary:
     """Load one release from DataFrames or files (Parquet, Feather, CSV, CSV.gz, CAVE dumps)
-    through its snapshot, with the online writer. Raises ReleaseExists when complete and not
-    `replace` (before reading anything)."""
+    through its snapshot. ``writer``: online (the default for library use), bulk, or auto (the
+    CLI's default). Raises ReleaseExists when complete and not `replace` (before reading)."""
     v = check_version(version)
     existing = db.call(releases.get_release, v)
     if existing is not None and existing.status == COMPLETE and not replace:
@@ -158,10 +217,10 @@ def load_release(
         mapping=mapping, voxel_size=voxel_size, timestamp=timestamp, progress=progress,
         batch_rows=batch_rows, memory=memory, seconds=seconds,
     )  # fmt: skip
-    t = time.perf_counter()
-    write_snapshot(db, snap, replace=replace, progress=progress)
-    seconds["neo4j_write"] = time.perf_counter() - t
-    return LoadSummary(v, snap.counts, multi, "online", snap.path, seconds)
+    used = write_release_snapshot_to_graph(
+        db, snap, replace=replace, progress=progress, writer=writer, seconds=seconds
+    )
+    return LoadSummary(v, snap.counts, multi, used, snap.path, seconds)
 
 
 def write_release(

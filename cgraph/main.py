@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from cgraph.data import drop_release_cmd, list_releases_cmd, load, load_cave, synth
+from cgraph.data import drop_release_cmd, list_releases_cmd, load, load_cave, rebuild_cmd, synth
 from cgraph.motif import census_cmd, motif_cmd
 from cgraph.serve import serve
 from core.errors import CGraphError, InputError
@@ -103,6 +103,7 @@ for _cmd in (
     synth,
     load,
     load_cave,
+    rebuild_cmd,
     list_releases_cmd,
     drop_release_cmd,
     serve,

@@ -75,6 +75,9 @@ class AsyncDatabase:
             self.driver = neo4j.AsyncGraphDatabase.driver(
                 self.settings.uri,
                 auth=_auth(self.settings),
+                # "label/property does not exist" on a first load or an unknown release is
+                # expected (UNKNOWN_RELEASE): no driver warnings on the console
+                notifications_min_severity="OFF",
                 max_connection_pool_size=pool_size,
                 connection_timeout=5.0,
                 connection_acquisition_timeout=10.0,

@@ -4,12 +4,20 @@
 `start` writes neo4j.conf (127.0.0.1 only), sets the initial password on first start, launches
 the JVM in its own session and waits until Bolt answers `RETURN 1`; `stop` sends SIGTERM.
 Data lives in `<home>/data` and survives restarts.
+
+Memory: unless CGRAPH_NEO4J_HEAP / CGRAPH_NEO4J_PAGECACHE say otherwise, `start` sizes the heap
+and the page cache from the machine's RAM and the store size (`memory_plan`), with the brackets
+of `neo4j-admin server memory-recommendation`: heap and OS reserve interpolated from RAM (heap
+1-31 GiB, and no more than half the store), page cache = store size + 20%, capped by what is left
+after heap and OS reserve, at least 512 MiB.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import math
 import os
 import re
 import shutil
@@ -38,6 +46,170 @@ JVM_FLAGS = (
 )
 MAIN_CLASSES = ("org.neo4j.server.CommunityEntryPoint", "org.neo4j.server.Neo4jCommunity")
 PID_FILE = "cgraph-neo4j.pid"
+MEMORY_FILE = "cgraph-memory.json"  # the plan the running server was started with
+
+# --------------------------------------------------------------------------- memory sizing
+KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
+MIN_HEAP, MAX_HEAP = 1 * GiB, 31 * GiB
+MIN_PAGECACHE = 512 * MiB
+PAGECACHE_HEADROOM = 1.2  # store size + 20% room to grow
+#: (RAM, OS reserve, heap) in GiB, interpolated linearly: the brackets of
+#: `neo4j-admin server memory-recommendation` (org.neo4j.dbms.MemoryRecommendation)
+MEMORY_BRACKETS = (
+    (0.01, 0.007, 0.002), (1.0, 0.65, 0.3), (2.0, 1.0, 0.5), (4.0, 1.5, 2.0), (6.0, 2.0, 3.0),
+    (8.0, 2.5, 3.5), (10.0, 3.0, 4.0), (12.0, 3.5, 4.5), (16.0, 4.0, 5.0), (24.0, 6.0, 8.0),
+    (32.0, 8.0, 12.0), (64.0, 12.0, 24.0), (128.0, 16.0, 31.0), (256.0, 20.0, 31.0),
+    (512.0, 24.0, 31.0), (1024.0, 30.0, 31.0),
+)  # fmt: skip
+_UNITS = {"": 1, "k": KiB, "m": MiB, "g": GiB, "t": TiB}
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Heap and page cache of the local server, as passed to the JVM and neo4j.conf."""
+
+    heap: str  # e.g. "1g", "3337m"
+    pagecache: str
+    store_bytes: int  # data/databases now
+    ram_bytes: int
+    source: str  # "sized", "from settings", or which of the two was set
+
+    @property
+    def heap_bytes(self) -> int:
+        return parse_size(self.heap)
+
+    @property
+    def pagecache_bytes(self) -> int:
+        return parse_size(self.pagecache)
+
+    def describe(self) -> str:
+        text = (f"heap {self.heap}, page cache {self.pagecache} ({self.source}), "
+                f"store {human_size(self.store_bytes)}, RAM {human_size(self.ram_bytes)}")  # fmt: skip
+        if self.store_bytes > self.pagecache_bytes:
+            text += "; the store does not fit in the page cache"
+        return text
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a JVM/neo4j.conf size such as 512m, 1g, 1500M, 2GiB, 1073741824."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise ServerError(f"not a memory size: {text!r} (use e.g. 512m or 2g)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def format_size(n: int) -> str:
+    """Whole GiB as `3g`, else MiB (rounded down) as `3338m`."""
+    return f"{n // GiB}g" if n % GiB == 0 else f"{n // MiB}m"
+
+
+def human_size(n: int) -> str:
+    for unit, size in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _cgroup_limit() -> int | None:
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            return int(text)
+    return None
+
+
+def ram_bytes() -> int:
+    """Physical memory (os.sysconf, else /proc/meminfo), capped by a cgroup limit."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 0
+    if total <= 0:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemTotal:"):
+                    total = int(line.split()[1]) * KiB
+    if total <= 0:
+        raise ServerError(
+            "cannot tell the machine's RAM; set CGRAPH_NEO4J_HEAP and CGRAPH_NEO4J_PAGECACHE"
+        )
+    limit = _cgroup_limit()
+    return min(total, limit) if limit else total
+
+
+def store_bytes(settings: ServerSettings) -> int:
+    """Bytes of the stores under data/databases (what the page cache maps), like `du`."""
+    total = 0
+    for root, _dirs, files in os.walk(settings.data_dir / "databases"):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / name).stat().st_size
+    return total
+
+
+def _bracket(ram: int, column: int) -> int:
+    """memory-recommendation's linear interpolation between RAM brackets, in whole MiB."""
+    gib = ram / GiB
+    lower = upper = MEMORY_BRACKETS[-1]
+    for i in range(1, len(MEMORY_BRACKETS)):
+        if gib < MEMORY_BRACKETS[i][0]:
+            lower, upper = MEMORY_BRACKETS[i - 1], MEMORY_BRACKETS[i]
+            break
+    factor = 0.0 if lower is upper else (gib - lower[0]) / (upper[0] - lower[0])
+    value = lower[column] + (upper[column] - lower[column]) * factor
+    return int(value * 1024.0) * MiB
+
+
+def recommend_heap(ram: int, store: int) -> int:
+    """The RAM bracket's heap, no more than half the store, within 1-31 GiB."""
+    heap = min(_bracket(ram, 2), store // 2 // MiB * MiB)
+    return max(MIN_HEAP, min(MAX_HEAP, heap))
+
+
+def recommend_pagecache(ram: int, store: int, heap: int) -> int:
+    """Store + 20%, capped by RAM - OS reserve - heap, at least 512 MiB."""
+    want = math.ceil(store * PAGECACHE_HEADROOM / MiB) * MiB
+    left = (ram - _bracket(ram, 1) - heap) // MiB * MiB
+    return max(MIN_PAGECACHE, min(want, left))
+
+
+_SOURCES = {
+    (False, False): "sized",
+    (True, True): "from settings",
+    (True, False): "heap from settings, page cache sized",
+    (False, True): "heap sized, page cache from settings",
+}
+
+
+def memory_plan(
+    settings: ServerSettings, *, ram: int | None = None, store: int | None = None
+) -> MemoryPlan:
+    """Heap and page cache for the next start; explicit settings win (ram/store: for tests)."""
+    ram = ram_bytes() if ram is None else ram
+    store = store_bytes(settings) if store is None else store
+    heap = settings.heap or format_size(recommend_heap(ram, store))
+    pagecache = settings.pagecache or format_size(recommend_pagecache(ram, store, parse_size(heap)))
+    source = _SOURCES[(settings.heap is not None, settings.pagecache is not None)]
+    return MemoryPlan(heap, pagecache, store, ram, source)
+
+
+def _save_plan(settings: ServerSettings, plan: MemoryPlan) -> None:
+    data = {"heap": plan.heap, "pagecache": plan.pagecache, "source": plan.source,
+            "ram_bytes": plan.ram_bytes}  # fmt: skip
+    (settings.run_dir / MEMORY_FILE).write_text(json.dumps(data))
+
+
+def running_plan(settings: ServerSettings) -> MemoryPlan | None:
+    """The plan the running server was started with, with the store size of now."""
+    try:
+        data = json.loads((settings.run_dir / MEMORY_FILE).read_text())
+        return MemoryPlan(str(data["heap"]), str(data["pagecache"]), store_bytes(settings),
+                          int(data["ram_bytes"]), str(data["source"]))  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -49,12 +221,16 @@ class Status:
     version: str
     answering: bool
     agent: str | None = None
+    memory: MemoryPlan | None = None  # running: as started; stopped: what a start would use
 
     def describe(self) -> str:
         if not self.running:
-            return f"Neo4j {self.version}: stopped"
+            nxt = f"; next start: {self.memory.describe()}" if self.memory else ""
+            return f"Neo4j {self.version}: stopped{nxt}"
+        memory = f"; memory: {self.memory.describe()}" if self.memory else ""
         state = f"up ({self.agent})" if self.answering else "starting (not answering yet)"
-        return f"Neo4j {self.version}: {state}, pid {self.pid}, Bolt {self.bolt}, Browser {self.browser}"
+        return (f"Neo4j {self.version}: {state}, pid {self.pid}, Bolt {self.bolt}, "
+                f"Browser {self.browser}{memory}")  # fmt: skip
 
 
 def _which(tool: str, hint: str) -> str:
@@ -129,12 +305,13 @@ def main_class(lib: Path) -> str:
     raise ServerError(f"no Neo4j entry point in {lib}; reinstall with `cgraph neo4j install`")
 
 
-def write_conf(settings: ServerSettings) -> Path:
+def write_conf(settings: ServerSettings, plan: MemoryPlan | None = None) -> Path:
     for d in (settings.conf_dir, settings.data_dir, settings.logs_dir, settings.run_dir):
         d.mkdir(parents=True, exist_ok=True)
     for sub in ("import", "plugins"):
         (settings.home / sub).mkdir(exist_ok=True)
     h = settings.home
+    pagecache = (plan or memory_plan(settings)).pagecache
     conf = f"""# written by `cgraph neo4j start`; edits are overwritten
 server.default_listen_address=127.0.0.1
 server.bolt.listen_address=127.0.0.1:{settings.bolt_port}
@@ -146,7 +323,7 @@ server.directories.logs={settings.logs_dir}
 server.directories.run={settings.run_dir}
 server.directories.import={h / "import"}
 server.directories.plugins={h / "plugins"}
-server.memory.pagecache.size={settings.pagecache}
+server.memory.pagecache.size={pagecache}
 dbms.usage_report.enabled=false
 db.transaction.timeout=0
 """
@@ -161,14 +338,29 @@ def _pid(settings: ServerSettings) -> int | None:
         pid = int(path.read_text().strip())
     except (OSError, ValueError):
         return None
+    if not _alive(pid):
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, ended but not yet reaped by the process that
+    started it, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        path.unlink(missing_ok=True)
-        return None
+        return False
     except PermissionError:
-        pass
-    return pid
+        return True
+    with contextlib.suppress(ChildProcessError):  # reap it if it is our child
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def port_taken(port: int) -> bool:
@@ -232,16 +424,54 @@ def status(settings: ServerSettings, conn: ConnectionSettings) -> Status:
             raise
         except CGraphError:
             answering = False
+    memory = running_plan(settings) if pid is not None else None
+    with contextlib.suppress(ServerError):
+        memory = memory or memory_plan(settings)
     return Status(
         pid is not None, pid, _bolt_uri(settings), _browser_url(settings), settings.version,
-        answering, agent,
+        answering, agent, memory,
     )  # fmt: skip
 
 
-def start(settings: ServerSettings, conn: ConnectionSettings) -> Status:
-    """Start (installing first if needed) and wait until `RETURN 1` answers."""
+BULK_BACKUP_PREFIX = "bulk-backup-"
+BULK_BACKUP_DONE = ".moved"  # written once the whole old store is in the backup
+
+
+def restore_interrupted_import(
+    settings: ServerSettings, database: str = "neo4j", backup: Path | None = None
+) -> Path | None:
+    """A bulk import that died midway (graph.bulk) leaves the previous store in
+    ``data/bulk-backup-*``: put it back, discarding the half-imported store. The server must
+    not be running. Returns the backup folder that was restored, if any."""
+    if backup is None:
+        backups = sorted(settings.data_dir.glob(f"{BULK_BACKUP_PREFIX}*"))
+        if not backups:
+            return None
+        backup = backups[-1]
+    if not backup.exists():
+        return None
+    moved_all = (backup / BULK_BACKUP_DONE).exists()
+    for sub in ("databases", "transactions"):
+        current, saved = settings.data_dir / sub / database, backup / sub / database
+        if saved.exists() or moved_all:  # else this part was never moved: it is the old one
+            shutil.rmtree(current, ignore_errors=True)
+        if saved.exists():
+            current.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(saved, current)
+    shutil.rmtree(backup)
+    return backup
+
+
+def start(
+    settings: ServerSettings, conn: ConnectionSettings, *, restore_interrupted: bool = True
+) -> Status:
+    """Start (installing first if needed) and wait until `RETURN 1` answers. A store left
+    aside by an interrupted bulk import is put back first (the bulk import itself starts the
+    server on its new store with ``restore_interrupted=False``)."""
     if _pid(settings) is not None:
         return status(settings, conn)
+    if restore_interrupted:
+        restore_interrupted_import(settings)
     java = _java(settings)
     need = required_java(settings.version)
     have = java_major(java)
@@ -256,10 +486,11 @@ def start(settings: ServerSettings, conn: ConnectionSettings) -> Status:
                 f"port {port} on 127.0.0.1 is taken by another process; stop it or free the port"
             )
     install(settings, quiet=True)
-    write_conf(settings)
+    plan = memory_plan(settings)
+    write_conf(settings, plan)
     _set_initial_password(settings, java, conn.password)
     log = settings.logs_dir / "console.log"
-    cmd = [java, f"-Xms{settings.heap}", f"-Xmx{settings.heap}", *JVM_FLAGS,
+    cmd = [java, f"-Xms{plan.heap}", f"-Xmx{plan.heap}", *JVM_FLAGS,
            "-cp", f"{settings.lib}/*", main_class(settings.lib),
            f"--home-dir={settings.home}", f"--config-dir={settings.conf_dir}",
            "--console-mode"]  # fmt: skip
@@ -269,6 +500,7 @@ def start(settings: ServerSettings, conn: ConnectionSettings) -> Status:
             env=_java_env(settings), start_new_session=True,
         )  # fmt: skip
     (settings.run_dir / PID_FILE).write_text(str(proc.pid))
+    _save_plan(settings, plan)
     deadline = time.monotonic() + settings.start_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -282,7 +514,7 @@ def start(settings: ServerSettings, conn: ConnectionSettings) -> Status:
             time.sleep(1.0)
             continue
         return Status(True, proc.pid, _bolt_uri(settings), _browser_url(settings),
-                      settings.version, True, agent)  # fmt: skip
+                      settings.version, True, agent, plan)  # fmt: skip
     stop(settings)
     raise ServerError(f"Neo4j did not answer within {settings.start_timeout:g} s; see {log}")
 
@@ -295,12 +527,7 @@ def stop(settings: ServerSettings, timeout: float = 90.0) -> bool:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-            # reap if it is our child
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-        except ProcessLookupError:
+        if not _alive(pid):
             break
         time.sleep(0.5)
     else:

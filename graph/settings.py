@@ -9,8 +9,8 @@
 | CGRAPH_QUERY_TIMEOUT | 30 | seconds; reads that take longer raise QueryTimeout |
 | CGRAPH_NEO4J_HOME | <repo>/.neo4j | where the local server keeps jars, conf, data, logs |
 | CGRAPH_NEO4J_VERSION | 5.26.30 | Neo4j version fetched by `cgraph neo4j install` |
-| CGRAPH_NEO4J_HEAP | 1g | JVM heap of the local server |
-| CGRAPH_NEO4J_PAGECACHE | 512m | page cache of the local server |
+| CGRAPH_NEO4J_HEAP | (sized) | JVM heap of the local server; unset: sized from RAM and store |
+| CGRAPH_NEO4J_PAGECACHE | (sized) | page cache of the local server; unset: store size + 20% |
 | CGRAPH_NEO4J_JAVA_HOME | (java on PATH) | JDK to run the local server (Neo4j 2025.10+/2026.x need 21 or 25) |
 | CGRAPH_NEO4J_START_TIMEOUT | 120 | seconds to wait for `RETURN 1` after start |
 | CGRAPH_NEO4J_BOLT_PORT | 7687 | Bolt port of the local server (127.0.0.1 only) |
@@ -58,8 +58,8 @@ class ServerSettings:
     home: Path
     version: str = NEO4J_VERSION
     browser_version: str = BROWSER_VERSION
-    heap: str = "1g"
-    pagecache: str = "512m"
+    heap: str | None = None  # None: sized at start (graph.server.memory_plan)
+    pagecache: str | None = None  # None: sized at start from the store size
     bolt_port: int = 7687
     http_port: int = 7474
     java_home: str | None = None
@@ -70,8 +70,8 @@ class ServerSettings:
         return cls(
             home=Path(_env("CGRAPH_NEO4J_HOME", str(REPO_ROOT / ".neo4j"))).resolve(),
             version=_env("CGRAPH_NEO4J_VERSION", NEO4J_VERSION),
-            heap=_env("CGRAPH_NEO4J_HEAP", "1g"),
-            pagecache=_env("CGRAPH_NEO4J_PAGECACHE", "512m"),
+            heap=os.environ.get("CGRAPH_NEO4J_HEAP") or None,
+            pagecache=os.environ.get("CGRAPH_NEO4J_PAGECACHE") or None,
             bolt_port=int(_env("CGRAPH_NEO4J_BOLT_PORT", "7687")),
             http_port=int(_env("CGRAPH_NEO4J_HTTP_PORT", "7474")),
             java_home=os.environ.get("CGRAPH_NEO4J_JAVA_HOME") or None,

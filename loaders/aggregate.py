@@ -127,7 +127,7 @@ def aggregate_release(
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="root-lookup") as pool:
             acc.pool = pool
-            for pre, post, ids, sizes in _prefetch(
+            for pre, post, ids, sizes in prefetch(
                 _synapse_batches(opened[SYNAPSES], colmaps[SYNAPSES], batch_rows)
             ):
                 acc.add(pre, post, ids, sizes)
@@ -376,7 +376,7 @@ def _synapse_batches(opened: Opened, colmap: Mapping[str, str], batch_rows: int)
         yield pre, post, ids, sizes
 
 
-def _prefetch(it: Iterator[T], depth: int = 1) -> Iterator[T]:
+def prefetch(it: Iterator[T], depth: int = 1) -> Iterator[T]:
     """Run ``it`` in a background thread, ``depth`` items ahead (I/O and decode overlap compute)."""
     q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -633,10 +633,15 @@ def _group(
     m = len(keys)
     in_id_order = m < 2 or bool((ids[1:] > ids[:-1]).all())  # the usual case
     if in_id_order and m and int(keys.max()) < (2**63 - 1) // m:
-        order = np.argsort(keys * m + np.arange(m))  # unique composite: fast SIMD sort
+        # unique composite key * m + position: a plain (SIMD) sort of values, 2-3x faster
+        # than argsort; the position comes back as the remainder
+        composite = np.sort(keys * m + np.arange(m, dtype=np.int64))
+        keys, order = np.divmod(composite, m)
+        del composite
     else:
         order = np.lexsort((ids, keys))
-    keys, ids = keys[order], ids[order]
+        keys = keys[order]
+    ids = ids[order]
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else empty
     offsets = np.r_[starts, len(keys)].astype(np.int64)
     pre = nucleus_id[keys[starts] // max(n, 1)]

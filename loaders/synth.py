@@ -191,6 +191,7 @@ def generate(
     seed: int = 0,
     batch_rows: int = 2_000_000,
     progress: bool = False,
+    nucleus_id_base: int = 0,
 ) -> SynthSummary:
     """Write synthetic nucleus, synapse, cell-type and neuron tables for each version.
 
@@ -199,7 +200,8 @@ def generate(
     version already holds root-0 nuclei, multi-nucleus roots and autapses). Synapses are
     generated in chunks of about 1M rows and streamed to Parquet in row groups of
     ``batch_rows``; memory stays well under ~1 GB for 100k cells x 50M synapses.
-    Raises ``ValueError`` on invalid arguments.
+    ``nucleus_id_base`` is added to every nucleus ID (test modules sharing one database keep
+    their cells apart with it). Raises ``ValueError`` on invalid arguments.
     """
     if synapses < 0:
         raise ValueError(f"synapses must be >= 0, got {synapses}")
@@ -209,7 +211,9 @@ def generate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    pop = make_cells(cells, np.random.default_rng(np.random.SeedSequence([seed, 6_001])))
+    pop = make_cells(
+        cells, np.random.default_rng(np.random.SeedSequence([seed, 6_001])), id_base=nucleus_id_base
+    )
     plan = Plan.for_total(synapses)
     model = SynapseModel(pop, plan, seed)
     state = RootState(pop, model.n_fragments, seed)

@@ -150,12 +150,13 @@ def _pick(rng: np.random.Generator, mix: _Mix, n: int) -> IntArray:
     return codes[rng.choice(len(names), size=n, p=p / p.sum())]
 
 
-def make_cells(n: int, rng: np.random.Generator) -> Cells:
-    """Draw ``n`` nuclei with depth-dependent layers and realistic type proportions."""
+def make_cells(n: int, rng: np.random.Generator, *, id_base: int = 0) -> Cells:
+    """Draw ``n`` nuclei with depth-dependent layers and realistic type proportions; nucleus
+    IDs in [100000 + id_base, 999999 + id_base] (an ``id_base`` keeps datasets apart)."""
     if not 3 <= n <= NUCLEUS_ID_MAX - NUCLEUS_ID_MIN + 1:
         raise ValueError(f"cells must be in [3, 900000], got {n}")
     ids = np.sort(rng.choice(NUCLEUS_ID_MAX - NUCLEUS_ID_MIN + 1, size=n, replace=False))
-    nucleus_id = (ids + NUCLEUS_ID_MIN).astype(np.int64)
+    nucleus_id = (ids + NUCLEUS_ID_MIN + id_base).astype(np.int64)
 
     thickness = np.asarray([lay[2] - lay[1] for lay in LAYERS])
     layer = rng.choice(len(LAYERS), size=n, p=thickness / thickness.sum()).astype(np.int64)

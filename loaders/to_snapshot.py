@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from loaders.aggregate import AggregatedRelease
+from loaders.aggregate import AggregatedRelease, prefetch
 from loaders.tables import Cells, Edges, ReleaseData
 from snapshot.layout import CELL_SCHEMA, Snapshot
 from snapshot.write import SnapshotWriter
@@ -69,14 +69,15 @@ def write_release_snapshot(
     sources: Sequence[Mapping[str, Any]],
     voxel_size: Sequence[float],
     root: Path | None = None,
-    on_edges: Callable[[int], object] | None = None,
+    on_edges: Callable[[int], object] | None = None,  # called with synapses written
 ) -> Snapshot:
     """Write ``release`` as the snapshot of ``version`` (atomically) and return it."""
     if isinstance(release, ReleaseData):
         chunks: Any = [release.edges]
         has_size = release.edges.size is not None
     else:
-        chunks = release.iter_edges()
+        # the next partition is grouped in a thread while this one is written (two cores)
+        chunks = prefetch(release.iter_edges())
         has_size = release.has_size
     with SnapshotWriter(version, has_size=has_size, root=root) as w:
         w.write_cells(
@@ -87,7 +88,7 @@ def write_release_snapshot(
         for chunk in chunks:
             w.write_edges(*edge_tables(chunk))
             if on_edges is not None:
-                on_edges(len(chunk))
+                on_edges(int(chunk.offsets[-1]))  # synapses of the chunk
         counts = dict(release.counts)
         counts["edges"] = w.rows["edges.parquet"]
         counts["synapses"] = counts.pop("synapses_used", counts.get("synapses", 0))

@@ -6,7 +6,7 @@ A snapshot is one aggregated release as Parquet files plus a manifest, in
     cells.parquet     one row per nucleus, sorted by nucleus_id (CELL_SCHEMA)
     edges.parquet     one row per (pre, post) cell pair, sorted by (pre, post) (EDGE_SCHEMA)
     synapses.parquet  the synapses on those edges, sorted by (pre, post, id) (SYNAPSE_SCHEMA)
-    manifest.json     sources (name, bytes, sha256), counts, files (rows, bytes, sha256),
+    manifest.json     sources (name, bytes, sha256), counts, files (rows, bytes),
                       voxel size, timestamp, created_at, software version
 
 It is written aside (``.v{version}.tmp-<pid>-<random>``) and renamed into place when complete,

@@ -114,13 +114,15 @@ class SnapshotWriter:
             raise SnapshotError("edge chunks must come in (pre, post) order")
         self._last_edge = (edges["pre"][-1].as_py(), edges["post"][-1].as_py())
         if self._edges is None:
-            self._edges = pq.ParquetWriter(self.tmp / EDGES, EDGE_SCHEMA)
+            self._edges = pq.ParquetWriter(self.tmp / EDGES, EDGE_SCHEMA, use_dictionary=["pre"])
         self._edges.write_table(edges, row_group_size=EDGE_ROW_GROUP)
         self.rows[EDGES] += edges.num_rows
         if synapses is not None:
             synapses = synapses.select(SYNAPSE_SCHEMA.names).cast(SYNAPSE_SCHEMA)
             if self._synapses is None:
-                self._synapses = pq.ParquetWriter(self.tmp / SYNAPSES, SYNAPSE_SCHEMA)
+                self._synapses = pq.ParquetWriter(
+                    self.tmp / SYNAPSES, SYNAPSE_SCHEMA, use_dictionary=["pre", "post"]
+                )
             self._synapses.write_table(synapses, row_group_size=SYNAPSE_ROW_GROUP)
             self.rows[SYNAPSES] += synapses.num_rows
 

@@ -159,3 +159,42 @@ def cli_env(neo4j_settings: ConnectionSettings) -> dict[str, str]:
         NEO4J_DATABASE=neo4j_settings.database,
     )
     return env
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+SECOND_PASSWORD = "second-server-pw"
+
+
+@pytest.fixture(scope="module")
+def second_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ServerSettings, ConnectionSettings]]:
+    """A second local Neo4j in a temp home (own ports, the installed jars symlinked) for tests
+    that stop, bulk-import or replace a whole store: the suite's server is never touched."""
+    from graph import server
+
+    main = ServerSettings.from_env()
+    if not server.is_installed(main):
+        reason = (f"the project's local Neo4j jars are not installed in {main.lib} "
+                  "(`cgraph neo4j install`)")  # fmt: skip
+        if _required():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    home = tmp_path_factory.mktemp("second-neo4j")
+    (home / "lib").mkdir()
+    (home / "lib" / main.version).symlink_to(main.lib)
+    settings = ServerSettings(home=home, version=main.version, heap="512m", pagecache="64m",
+                              bolt_port=_free_port(), http_port=_free_port(),
+                              java_home=main.java_home)  # fmt: skip
+    conn = ConnectionSettings(uri=f"bolt://127.0.0.1:{settings.bolt_port}",
+                              password=SECOND_PASSWORD)  # fmt: skip
+    server.start(settings, conn)
+    yield settings, conn
+    server.stop(settings)

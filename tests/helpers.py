@@ -6,8 +6,11 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import neo4j
+
 from graph import releases
 from graph.driver import Database
+from graph.settings import ConnectionSettings
 from loaders.tables import Edges, ReleaseData
 
 
@@ -56,3 +59,41 @@ def cell_rows(data: ReleaseData, batch_size: int = 10_000) -> Iterator[list[dict
             row.update({k: v[i] for k, v in labels.items()})
             rows.append(row)
         yield rows
+
+
+def read_graph(conn: ConnectionSettings) -> dict[str, Any]:
+    """Every node and relationship, through the official driver."""
+    with neo4j.GraphDatabase.driver(conn.uri, auth=(conn.user, conn.password)) as d:
+        cells_raw = d.execute_query("MATCH (c:Cell) RETURN c", database_="neo4j").records
+        rels_raw = d.execute_query(
+            "MATCH (a)-[r]->(b) RETURN type(r) AS t, a.nucleus_id AS a, b.nucleus_id AS b, "
+            "properties(r) AS p", database_="neo4j").records  # fmt: skip
+        rel_nodes = d.execute_query("MATCH (r:Release) RETURN r", database_="neo4j").records
+        others = d.execute_query("MATCH (n) WHERE NOT n:Cell AND NOT n:Release "
+                                 "RETURN count(n) AS n", database_="neo4j").records  # fmt: skip
+        schema = d.execute_query("SHOW INDEXES YIELD name, state RETURN name, state",
+                                 database_="neo4j").records  # fmt: skip
+    cells = {}
+    for rec in cells_raw:
+        node = rec["c"]
+        props = dict(node.items())
+        point = props.pop("position")
+        assert point.srid == 9157  # cartesian-3d
+        props["position"] = tuple(point)
+        cells[props["nucleus_id"]] = {"props": props, "labels": set(node.labels)}
+    releases = {}
+    for rec in rel_nodes:
+        props = dict(rec["r"].items())
+        releases[props["version"]] = props
+    rels = {(r["t"], r["a"], r["b"], tuple(sorted(r["p"].items()))) for r in rels_raw}
+    return {"cells": cells, "rels": rels, "rels_n": len(rels_raw), "releases": releases,
+            "others": others[0]["n"], "indexes": {r["name"]: r["state"] for r in schema}}  # fmt: skip
+
+
+def typed(value: Any) -> Any:
+    """Values with their types, so that True and 1, or 2.0 and 2, do not pass for each other."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, tuple(typed(v) for v in value))
+    return (type(value).__name__, value)

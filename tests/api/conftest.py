@@ -80,7 +80,9 @@ def releases(
 ) -> Iterator[dict[int, Expected]]:
     """Both synthetic releases loaded; expected values keyed by version."""
     out = tmp_path_factory.mktemp("api_synth")
-    summary = generate(out, cells=300, synapses=30_000, versions=[V1, V2], seed=4242)
+    summary = generate(
+        out, cells=300, synapses=30_000, versions=[V1, V2], seed=4242, nucleus_id_base=2_000_000
+    )
     _drop_owned(db)
     expected = {}
     for v in (V1, V2):

@@ -88,7 +88,9 @@ def pinky(
 @pytest.fixture(scope="module")
 def synth(db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynthRelease]:
     folder = tmp_path_factory.mktemp("synth")
-    generate(folder, cells=400, synapses=30_000, versions=[SYNTH_V], seed=11)
+    generate(
+        folder, cells=400, synapses=30_000, versions=[SYNTH_V], seed=11, nucleus_id_base=1_000_000
+    )
     release = synthetic_graph(folder, SYNTH_V)
     _drop(db, SYNTH_V)
     f = release.files

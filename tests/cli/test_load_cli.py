@@ -175,7 +175,9 @@ def test_killed_load_reruns_to_the_exact_clean_graph(
 
     v, clean_v = 18504, 18505
     drop_after += [v, clean_v]
-    generate(tmp_path, cells=3000, synapses=300_000, versions=[v], seed=3)
+    generate(
+        tmp_path, cells=3000, synapses=300_000, versions=[v], seed=3, nucleus_id_base=6_000_000
+    )
     args = ["--nuclei", str(tmp_path / f"nuclei_v{v}.parquet"),
             "--synapses", str(tmp_path / f"synapses_v{v}.parquet"), "--no-progress"]  # fmt: skip
     proc = subprocess.Popen([CGRAPH, "load", "--version", str(v), *args], env=cli_env,

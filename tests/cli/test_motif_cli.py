@@ -26,7 +26,7 @@ CLI = _Group("cgraph", commands={"motif": motif_cmd, "census": census_cmd})
 @pytest.fixture(scope="module")
 def graph(db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[nx.DiGraph]:
     folder = tmp_path_factory.mktemp("motif_cli")
-    generate(folder, cells=200, synapses=6_000, versions=[V], seed=3)
+    generate(folder, cells=200, synapses=6_000, versions=[V], seed=3, nucleus_id_base=5_000_000)
     nuclei = pd.read_parquet(folder / f"nuclei_v{V}.parquet")
     synapses = pd.read_parquet(folder / f"synapses_v{V}.parquet")
     drop_releases(db, V)

@@ -24,7 +24,7 @@ V1, V2 = 9101, 9102
 @pytest.fixture(scope="module")
 def synthetic(db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("synth")
-    generate(out, cells=400, synapses=40_000, versions=[V1, V2], seed=7)
+    generate(out, cells=400, synapses=40_000, versions=[V1, V2], seed=7, nucleus_id_base=4_000_000)
     for v in (V1, V2):
         drop_releases(db, v)
         load_release(

@@ -31,7 +31,7 @@ _drop = drop_releases
 @pytest.fixture(scope="module")
 def files(db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     folder = tmp_path_factory.mktemp("motif_neo4j")
-    generate(folder, cells=300, synapses=12_000, versions=[V], seed=5)
+    generate(folder, cells=300, synapses=12_000, versions=[V], seed=5, nucleus_id_base=3_000_000)
     f = {t: folder / f"{t}_v{V}.parquet" for t in ("nuclei", "synapses", "cell_types", "neurons")}
     _drop(db, V)
     load_release(db, V, nuclei=f["nuclei"], synapses=f["synapses"], cell_types=f["cell_types"],
