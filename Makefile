@@ -7,7 +7,7 @@ DEMO_ARGS := --cells 3000 --synapses 300000 --versions 117,343 --seed 1
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo demo-data test install neo4j-start neo4j-stop lint bench
+.PHONY: demo demo-data test install neo4j-start neo4j-stop lint bench unit
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,16 +23,23 @@ neo4j-start: install
 neo4j-stop:
 	$(BIN)/cgraph neo4j stop
 
+# ruff (lint + format) over the whole tree, mypy over every package (bench included),
+# import-linter over the rooms' arrows (pyproject.toml)
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check graph loaders api
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # Whole suite against a real Neo4j (the project's own local server unless NEO4J_URI is set).
 # pytest exits 5 when it collected nothing: that is a failure here.
 test: neo4j-start
 	CGRAPH_KEEP_NEO4J=1 $(BIN)/pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected" >&2; exit 1; fi; exit $$rc
+
+# Unit tests only: no database is started
+unit: install
+	$(BIN)/pytest tests/unit
 
 # A small two-release synthetic dataset (files named nuclei_v117.parquet, synapses_v117.parquet, ...)
 demo-data: neo4j-start

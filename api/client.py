@@ -248,35 +248,33 @@ class ConnectomeClient:
         ]  # fmt: skip
         return _int64(pd.DataFrame(rows, columns=PARTNER_COLUMNS), "partner_root_id")
 
-    def outputs(
+    def partners(
         self,
         nucleus_id: int,
         version: int,
+        direction: str = "outputs",
         min_synapses: int = 1,
         *,
         min_size: float | None = None,
         partner_cell_type: str | None = None,
     ) -> pd.DataFrame:
-        """Cells this cell synapses onto: one row per partner, most synapses first."""
+        """The cell's output (``direction="outputs"``) or input partners: one row per partner,
+        most synapses first."""
+        if direction not in ("outputs", "inputs"):
+            raise ValueError(f"direction must be 'outputs' or 'inputs', got {direction!r}")
         return self._partners(
-            nucleus_id, version, False, min_synapses=min_synapses, min_size=min_size,
-            partner_cell_type=partner_cell_type,
+            nucleus_id, version, direction == "inputs", min_synapses=min_synapses,
+            min_size=min_size, partner_cell_type=partner_cell_type,
         )  # fmt: skip
 
-    def inputs(
-        self,
-        nucleus_id: int,
-        version: int,
-        min_synapses: int = 1,
-        *,
-        min_size: float | None = None,
-        partner_cell_type: str | None = None,
-    ) -> pd.DataFrame:
-        """Cells that synapse onto this cell: one row per partner, most synapses first."""
-        return self._partners(
-            nucleus_id, version, True, min_synapses=min_synapses, min_size=min_size,
-            partner_cell_type=partner_cell_type,
-        )  # fmt: skip
+    def outputs(self, nucleus_id: int, version: int, min_synapses: int = 1, **filters: Any) -> pd.DataFrame:  # fmt: skip
+        """Cells this cell synapses onto (``partners(..., "outputs")``; filters: min_size,
+        partner_cell_type)."""
+        return self.partners(nucleus_id, version, "outputs", min_synapses, **filters)
+
+    def inputs(self, nucleus_id: int, version: int, min_synapses: int = 1, **filters: Any) -> pd.DataFrame:  # fmt: skip
+        """Cells that synapse onto this cell (``partners(..., "inputs")``)."""
+        return self.partners(nucleus_id, version, "inputs", min_synapses, **filters)
 
     def connectivity_diff(
         self, nucleus_id: int, from_version: int, to_version: int, direction: str = "outputs"

@@ -16,6 +16,7 @@ from typing import Any
 from api.context import Context
 from api.pagination import check_first, decode_cursor
 from api.settings import DEFAULT_PAGE
+from core.criteria import CellCriteria
 from core.errors import BadRequest, CGraphError
 from core.model import check_version
 from graph import queries
@@ -63,7 +64,7 @@ def partner_request(
         nucleus_id=nucleus_id,
         direction=dir_,
         version=version,
-        where=PartnerFilter(min_synapses, min_size, partner_cell_type),
+        where=PartnerFilter(min_synapses, min_size, CellCriteria.of(cell_type=partner_cell_type)),
         order=order,
         first=first,
         after=(key[0], int(key[1])) if key else None,

@@ -6,7 +6,7 @@ tests/api/test_schema.py fails when the two differ.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import strawberry
@@ -36,6 +36,7 @@ from api.types import (
     Release,
     cell_or_none,
 )
+from core.criteria import CellCriteria
 from core.errors import BadRequest
 from core.model import check_version
 from graph import queries, releases
@@ -93,14 +94,11 @@ class Query:
         check_first(first)
         tag = f"CELLS:{version}"
         key = decode_cursor(after, tag, 1) if after else None
+        where = CellCriteria.of(cell_type=cell_type, is_neuron=is_neuron)
         page = await queries.list_cells(
-            info.context.adb,
-            version,
-            cell_type=cell_type,
-            is_neuron=is_neuron,
-            first=first,
+            info.context.adb, version, where=where, first=first,
             after=int(key[0]) if key else None,
-        )
+        )  # fmt: skip
         info.context.seen_complete(version)
         info.context.prime_cells(page.cells)
         last = page.cells[-1] if page.cells else None
@@ -111,8 +109,7 @@ class Query:
                 end_cursor=encode_cursor(tag, last.nucleus_id) if last else None,
             ),
             version=version,
-            cell_type=cell_type,
-            is_neuron=is_neuron,
+            where=where,
         )
 
 
@@ -142,14 +139,12 @@ class QuietSchema(strawberry.Schema):
 from api.motif_schema import MotifQuery  # noqa: E402  (imports api.types, not this module)
 
 
-def build_schema(
-    settings: ApiSettings | None = None, extra_queries: Sequence[type] = ()
-) -> strawberry.Schema:
-    """The schema with its limits; `extra_queries` (strawberry types such as
-    api.motif_schema.MotifQuery) are merged into the root Query. Validation rules are built
-    once and shared (they are stateless); every extension instance is per request."""
+def build_schema(settings: ApiSettings | None = None) -> strawberry.Schema:
+    """The schema with its limits: the root Query merges this module's Query with
+    api.motif_schema.MotifQuery. Validation rules are built once and shared (they are
+    stateless); every extension instance is per request."""
     s = settings or ApiSettings()
-    query = merge_types("Query", (Query, MotifQuery, *extra_queries))
+    query = merge_types("Query", (Query, MotifQuery))
     rules = [
         *QueryDepthLimiter(max_depth=s.max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules,

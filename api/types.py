@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from enum import Enum
 from typing import Annotated, Any
 
 import strawberry
@@ -14,34 +13,22 @@ from api.context import Context
 from api.pagination import encode_cursor
 from api.partners import fetch, partner_request
 from api.settings import DEFAULT_PAGE, MAX_PAGE
+from core.criteria import CellCriteria
 from core.model import check_version
 from graph import queries
-from graph.queries import CellRecord
+from graph.queries import CellRecord, Change, Direction, PartnerOrder
 from graph.releases import ReleaseInfo
 
 CtxInfo = Info[Context, None]
 FIRST_DOC = f"Page size, at most {MAX_PAGE} (more answers LIMIT_EXCEEDED)."
 
 
-@strawberry.enum(description="Order of a partner page; ties are broken by partner nucleus ID.")
-class PartnerOrder(Enum):
-    SYNAPSES = "SYNAPSES"  # most synapses first
-    SIZE = "SIZE"  # largest summed cleft size first
-    NUCLEUS_ID = "NUCLEUS_ID"  # ascending nucleus ID
-
-
-@strawberry.enum(description="OUTPUTS: the cell is presynaptic; INPUTS: postsynaptic.")
-class Direction(Enum):
-    OUTPUTS = "OUTPUTS"
-    INPUTS = "INPUTS"
-
-
-@strawberry.enum
-class Change(Enum):
-    ADDED = "ADDED"
-    REMOVED = "REMOVED"
-    CHANGED = "CHANGED"
-    UNCHANGED = "UNCHANGED"
+# the domain's enums (graph.queries), exposed as they are: GraphQL values are the member names
+strawberry.enum(
+    PartnerOrder, description="Order of a partner page; ties are broken by partner nucleus ID."
+)
+strawberry.enum(Direction, description="OUTPUTS: the cell is presynaptic; INPUTS: postsynaptic.")
+strawberry.enum(Change)
 
 
 @strawberry.type
@@ -153,6 +140,29 @@ def _position(rec: CellRecord) -> list[float] | None:
     return None if pos is None else list(pos)
 
 
+def _partner_field(direction: str, description: str) -> Any:
+    """Cell.outputs / Cell.inputs: one resolver, the direction fixed."""
+
+    async def resolve(
+        root: Any,
+        info: CtxInfo,
+        version: int,
+        min_synapses: int = 1,
+        min_size: float | None = None,
+        partner_cell_type: str | None = None,
+        order_by: PartnerOrder = PartnerOrder.SYNAPSES,
+        first: Annotated[int, strawberry.argument(description=FIRST_DOC)] = DEFAULT_PAGE,
+        after: str | None = None,
+    ) -> PartnerConnection:
+        return await _partners(
+            info, root.record, Direction[direction], order_by, version=version,
+            min_synapses=min_synapses, min_size=min_size, partner_cell_type=partner_cell_type,
+            first=first, after=after,
+        )  # fmt: skip
+
+    return strawberry.field(resolver=resolve, description=description)
+
+
 @strawberry.type(description="A cell: one nucleus. The nucleus ID is stable across releases.")
 class Cell:
     record: strawberry.Private[CellRecord]
@@ -197,41 +207,12 @@ class Cell:
     def in_synapses(self, info: CtxInfo, version: int) -> int | None:
         return _release_value(info, self.record, "in_synapses", version)  # type: ignore[no-any-return]
 
-    @strawberry.field(description="Cells this cell synapses onto in a release.")
-    async def outputs(
-        self,
-        info: CtxInfo,
-        version: int,
-        min_synapses: int = 1,
-        min_size: float | None = None,
-        partner_cell_type: str | None = None,
-        order_by: PartnerOrder = PartnerOrder.SYNAPSES,
-        first: Annotated[int, strawberry.argument(description=FIRST_DOC)] = DEFAULT_PAGE,
-        after: str | None = None,
-    ) -> PartnerConnection:
-        return await _partners(
-            info, self.record, Direction.OUTPUTS, order_by, version=version,
-            min_synapses=min_synapses, min_size=min_size, partner_cell_type=partner_cell_type,
-            first=first, after=after,
-        )  # fmt: skip
-
-    @strawberry.field(description="Cells that synapse onto this cell in a release.")
-    async def inputs(
-        self,
-        info: CtxInfo,
-        version: int,
-        min_synapses: int = 1,
-        min_size: float | None = None,
-        partner_cell_type: str | None = None,
-        order_by: PartnerOrder = PartnerOrder.SYNAPSES,
-        first: Annotated[int, strawberry.argument(description=FIRST_DOC)] = DEFAULT_PAGE,
-        after: str | None = None,
-    ) -> PartnerConnection:
-        return await _partners(
-            info, self.record, Direction.INPUTS, order_by, version=version,
-            min_synapses=min_synapses, min_size=min_size, partner_cell_type=partner_cell_type,
-            first=first, after=after,
-        )  # fmt: skip
+    outputs: PartnerConnection = _partner_field(
+        "OUTPUTS", "Cells this cell synapses onto in a release."
+    )
+    inputs: PartnerConnection = _partner_field(
+        "INPUTS", "Cells that synapse onto this cell in a release."
+    )
 
     @strawberry.field(
         description="Partners in either release with their synapse counts, by nucleus ID."
@@ -244,7 +225,7 @@ class Cell:
             self.record.nucleus_id,
             from_version,
             to_version,
-            queries.Direction[direction.name],
+            direction,
         )
         info.context.seen_complete(from_version, to_version)
         return [
@@ -252,7 +233,7 @@ class Cell:
                 cell=Cell(record=c.cell),
                 before=c.before,
                 after=c.after,
-                change=Change[c.change.name],
+                change=c.change,
             )
             for c in changes
         ]
@@ -351,14 +332,11 @@ class CellConnection:
     nodes: list[Cell]
     page_info: PageInfo
     version: strawberry.Private[int]
-    cell_type: strawberry.Private[str | None]
-    is_neuron: strawberry.Private[bool | None]
+    where: strawberry.Private[CellCriteria]
 
     @strawberry.field(description="Cells matching the filters, all pages (one extra query).")
     async def total_count(self, info: CtxInfo) -> int:
-        return await queries.count_cells(
-            info.context.adb, self.version, cell_type=self.cell_type, is_neuron=self.is_neuron
-        )
+        return await queries.count_cells(info.context.adb, self.version, where=self.where)
 
 
 def cell_or_none(record: CellRecord | None) -> Cell | None:

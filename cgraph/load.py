@@ -121,7 +121,12 @@ def aggregate_to_snapshot(
 
 
 def write_snapshot(
-    db: Database, snap: Snapshot, *, replace: bool = False, progress: bool = False
+    db: Database,
+    snap: Snapshot,
+    *,
+    replace: bool = False,
+    progress: bool = False,
+    seconds: dict[str, float] | None = None,
 ) -> None:
     """The online writer with progress bars (edges/s and ETA)."""
     v = snap.version
@@ -131,7 +136,7 @@ def write_snapshot(
          tqdm(total=counts["edges"], desc=f"v{v} edges", unit=" edges", unit_scale=True,
               disable=not progress) as edges:  # fmt: skip
         db.call(releases.write_snapshot, snap, replace=replace, on_cells=cells.update,
-                on_edges=edges.update)  # fmt: skip
+                on_edges=edges.update, seconds=seconds)  # fmt: skip
 
 
 def choose_writer(db: Database, writer: Writer) -> tuple[str, str]:
@@ -181,7 +186,10 @@ def write_release_snapshot_to_graph(
         if seconds is not None:
             seconds.update({f"bulk_{k}": v for k, v in report.seconds.items()})
     else:
-        write_snapshot(db, snap, replace=replace, progress=progress)
+        steps: dict[str, float] = {}
+        write_snapshot(db, snap, replace=replace, progress=progress, seconds=steps)
+        if seconds is not None:
+            seconds.update({f"online_{k}": v for k, v in steps.items()})
     if seconds is not None:
         seconds["neo4j_write"] = time.perf_counter() - t
     return chosen
@@ -191,32 +199,22 @@ def load_release(
     db: Database,
     version: int,
     *,
-    nuclei: Source,
-    synapses: Source,
-    neurons: Source | None = None,
-    cell_types: Source | None = None,
-    mapping: Mapping[str, str] | None = None,
-    voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
-    timestamp: datetime | None = None,
     replace: bool = False,
     progress: bool = False,
-    batch_rows: int = 1_000_000,
-    memory: int | None = None,
     writer: Writer = "online",
+    **inputs: Any,
 ) -> LoadSummary:
     """Load one release from DataFrames or files (Parquet, Feather, CSV, CSV.gz, CAVE dumps)
-    through its snapshot. ``writer``: online (the default for library use), bulk, or auto (the
-    CLI's default). Raises ReleaseExists when complete and not `replace` (before reading)."""
+    through its snapshot. ``inputs`` are those of :func:`aggregate_to_snapshot` (nuclei,
+    synapses, neurons, cell_types, mapping, voxel_size, timestamp, batch_rows, memory).
+    ``writer``: online (the default for library use), bulk, or auto (the CLI's default).
+    Raises ReleaseExists when complete and not `replace` (before reading anything)."""
     v = check_version(version)
     existing = db.call(releases.get_release, v)
     if existing is not None and existing.status == COMPLETE and not replace:
         raise ReleaseExists(v)
     seconds: dict[str, float] = {}
-    snap, multi = aggregate_to_snapshot(
-        v, nuclei=nuclei, synapses=synapses, neurons=neurons, cell_types=cell_types,
-        mapping=mapping, voxel_size=voxel_size, timestamp=timestamp, progress=progress,
-        batch_rows=batch_rows, memory=memory, seconds=seconds,
-    )  # fmt: skip
+    snap, multi = aggregate_to_snapshot(v, progress=progress, seconds=seconds, **inputs)
     used = write_release_snapshot_to_graph(
         db, snap, replace=replace, progress=progress, writer=writer, seconds=seconds
     )

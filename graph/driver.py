@@ -68,7 +68,16 @@ def _auth(settings: ConnectionSettings) -> tuple[str, str]:
 class AsyncDatabase:
     """The data layer: every read and write of the project (GraphQL service, loaders, CLI)."""
 
-    def __init__(self, settings: ConnectionSettings | None = None, *, pool_size: int = 64) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings | None = None,
+        *,
+        pool_size: int = 64,
+        retry_time: float = 5.0,
+    ) -> None:
+        """``retry_time``: seconds a managed transaction is retried on transient errors (the
+        service: short, it answers UNAVAILABLE fast; writers: longer, deadlocks between
+        concurrent writers are retried)."""
         self.settings = settings or ConnectionSettings.from_env()
         with mapped_errors(self.settings):
             # a service answers fast or says UNAVAILABLE: no 30 s waits on a dead server
@@ -81,7 +90,7 @@ class AsyncDatabase:
                 max_connection_pool_size=pool_size,
                 connection_timeout=5.0,
                 connection_acquisition_timeout=10.0,
-                max_transaction_retry_time=5.0,
+                max_transaction_retry_time=retry_time,
             )
 
     @property
@@ -176,7 +185,7 @@ class Database:
         self.adb: AsyncDatabase = self.run(self._open())
 
     async def _open(self) -> AsyncDatabase:
-        return AsyncDatabase(self.settings, pool_size=32)
+        return AsyncDatabase(self.settings, pool_size=32, retry_time=60.0)
 
     @property
     def name(self) -> str:

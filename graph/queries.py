@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from core.criteria import CellCriteria
 from core.model import check_version, prop, rel_type
 from graph.driver import AsyncDatabase
 from graph.releases import gate
@@ -90,9 +91,11 @@ class Partner:
 
 @dataclass(frozen=True)
 class PartnerFilter:
+    """Which partners: by the edge (synapses, summed size) and by the partner cell."""
+
     min_synapses: int = 1
     min_size: float | None = None
-    partner_cell_type: str | None = None
+    partner: CellCriteria = CellCriteria()
 
 
 @dataclass(frozen=True)
@@ -200,10 +203,19 @@ async def find_cells_by_root(adb: AsyncDatabase, root_id: int, version: int) -> 
     return [CellRecord.from_props(c) for c in row["cells"]]
 
 
+def criteria_cypher(var: str, version: int, prefix: str = "") -> str:
+    """The WHERE condition of :class:`core.criteria.CellCriteria` on cell ``var`` in a release;
+    its values come from ``CellCriteria.params(prefix)``."""
+    ct, neuron = prop("cell_type", version), prop("is_neuron", version)
+    system = prop("classification_system", version)
+    return f"""(${prefix}cell_types IS NULL OR {var}.{ct} IN ${prefix}cell_types)
+    AND (${prefix}is_neuron IS NULL OR {var}.{neuron} = ${prefix}is_neuron)
+    AND (${prefix}systems IS NULL OR {var}.{system} IN ${prefix}systems)
+    AND (${prefix}nucleus_ids IS NULL OR {var}.nucleus_id IN ${prefix}nucleus_ids)"""
+
+
 def _cell_filter(version: int) -> str:
-    return f"""c.{prop("root_id", version)} IS NOT NULL
-    AND ($cell_type IS NULL OR c.{prop("cell_type", version)} = $cell_type)
-    AND ($is_neuron IS NULL OR c.{prop("is_neuron", version)} = $is_neuron)"""
+    return f"""c.{prop("root_id", version)} IS NOT NULL AND {criteria_cypher("c", version)}"""
 
 
 def list_cells_cypher(version: int) -> str:
@@ -238,13 +250,13 @@ async def list_cells(
     adb: AsyncDatabase,
     version: int,
     *,
-    cell_type: str | None = None,
-    is_neuron: bool | None = None,
+    where: CellCriteria = CellCriteria(),  # noqa: B008 - frozen, shared safely
     first: int = 100,
     after: int | None = None,
 ) -> CellPage:
-    """Cells of a release in nucleus-ID order, `first` after nucleus ID `after`."""
-    params = {"cell_type": cell_type, "is_neuron": is_neuron, "first": first, "after": after}
+    """Cells of a release that match `where`, in nucleus-ID order, `first` after nucleus ID
+    `after`."""
+    params = {**where.params(), "first": first, "after": after}
     row = await _guarded(adb, list_cells_cypher(version), [version], params)
     cells = [CellRecord.from_props(c) for c in row["cells"]]
     return CellPage(cells=cells[:first], has_next=len(cells) > first)
@@ -254,11 +266,9 @@ async def count_cells(
     adb: AsyncDatabase,
     version: int,
     *,
-    cell_type: str | None = None,
-    is_neuron: bool | None = None,
+    where: CellCriteria = CellCriteria(),  # noqa: B008 - frozen, shared safely
 ) -> int:
-    params = {"cell_type": cell_type, "is_neuron": is_neuron}
-    row = await _guarded(adb, count_cells_cypher(version), [version], params)
+    row = await _guarded(adb, count_cells_cypher(version), [version], where.params())
     return int(row["total"])
 
 
@@ -282,7 +292,8 @@ _SORT_KEY = {
 def partners_cypher(version: int, direction: Direction, order: PartnerOrder) -> str:
     """Guarded keyset page of a cell's partners plus the filtered total.
 
-    Parameters: versions, nucleus_id, min_synapses, min_size, cell_type, first, after_key,
+    Parameters: versions, nucleus_id, min_synapses, min_size, the partner criteria (p_*),
+    first, after_key,
     after_id (both null for the first page).
     A page row is [key, nucleus_id, root_id, cell_type, synapses, size].
     """
@@ -296,7 +307,7 @@ CALL (ok) {{
   MATCH {_pattern(version, direction)}
   WHERE e.synapses >= $min_synapses
     AND ($min_size IS NULL OR e.size >= $min_size)
-    AND ($cell_type IS NULL OR p.{prop("cell_type", version)} = $cell_type)
+    AND {criteria_cypher("p", version, "p_")}
   WITH e, p, {key} AS k
   ORDER BY k {sort}, p.nucleus_id
   WITH collect({{k: k, e: e, p: p}}) AS rows
@@ -343,7 +354,7 @@ async def list_partners(
         "nucleus_id": nucleus_id,
         "min_synapses": where.min_synapses,
         "min_size": where.min_size,
-        "cell_type": where.partner_cell_type,
+        **where.partner.params("p_"),
         "first": first,
         "after_key": after[0] if after else None,
         "after_id": after[1] if after else None,

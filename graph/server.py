@@ -532,5 +532,20 @@ def stop(settings: ServerSettings, timeout: float = 90.0) -> bool:
         time.sleep(0.5)
     else:
         raise ServerError(f"Neo4j (pid {pid}) did not stop within {timeout:g} s")
+    # it has ended; give whoever started it a moment to reap it (a zombie of another process,
+    # e.g. of the test runner that started it, may stay until that process waits for it)
+    gone = time.monotonic() + 10.0
+    while time.monotonic() < gone and _exists(pid):
+        time.sleep(0.1)
     (settings.run_dir / PID_FILE).unlink(missing_ok=True)
+    return True
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True

@@ -34,10 +34,6 @@ def split_columns(column: str) -> tuple[str, str, str]:
     return (f"{column}_x", f"{column}_y", f"{column}_z")
 
 
-def has_position(columns: Sequence[str], column: str) -> bool:
-    return column in columns or all(c in columns for c in split_columns(column))
-
-
 def parse_positions(
     frame: pd.DataFrame,
     column: str = "pt_position",
