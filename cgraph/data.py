@@ -126,15 +126,14 @@ def load(version: int, timestamp: str | None, nuclei: str, synapses: str, neuron
     mem = parse_memory(memory) if memory else None
     with Database() as db:
         db.verify()
-        existing = db.call(releases.get_release, version)
-        if skip_existing and existing is not None and existing.status == releases.COMPLETE:
-            click.echo(f"release {version}: already complete, skipped")
-            return
         summary = load_release(
             db, version, nuclei=nuclei, synapses=synapses, neurons=neurons, cell_types=cell_types,
             mapping=mapping, voxel_size=voxel, timestamp=ts, replace=replace, progress=progress,
-            memory=mem, writer=writer,  # type: ignore[arg-type]
+            memory=mem, writer=writer, skip_existing=skip_existing,  # type: ignore[arg-type]
         )  # fmt: skip
+    if summary is None:
+        click.echo(f"release {version}: already complete, skipped")
+        return
     for line in summary_lines(summary):
         click.echo(line)
 

@@ -89,15 +89,15 @@ def aggregate_to_snapshot(
     synapses: Source,
     neurons: Source | None = None,
     cell_types: Source | None = None,
-    mapping: Mapping[str, str] | None = None,
     voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
     timestamp: datetime | None = None,
     progress: bool = False,
-    batch_rows: int = 1_000_000,
     memory: int | None = None,
     seconds: dict[str, float] | None = None,
+    **options: Any,
 ) -> tuple[Snapshot, dict[int, list[int]]]:
-    """Read, validate, aggregate and write the snapshot of one release."""
+    """Read, validate, aggregate and write the snapshot of one release; ``options`` go to
+    :func:`loaders.aggregate.aggregate_release` (mapping, batch_rows, spill_dir)."""
     v = check_version(version)
     t0 = time.perf_counter()
     given = {"nuclei": nuclei, "synapses": synapses, "neurons": neurons, "cell_types": cell_types}
@@ -106,8 +106,8 @@ def aggregate_to_snapshot(
         with tqdm(desc=f"v{v} synapses read", unit=" rows", unit_scale=True,
                   disable=not progress) as bar:  # fmt: skip
             agg = aggregate_release(
-                nuclei, synapses, neurons, cell_types, mapping=mapping, voxel_size=voxel_size,
-                batch_rows=batch_rows, memory=memory or default_memory(), on_rows=bar.update,
+                nuclei, synapses, neurons, cell_types, voxel_size=voxel_size,
+                memory=memory or default_memory(), on_rows=bar.update, **options,
             )  # fmt: skip
         t1 = time.perf_counter()
         with tqdm(total=agg.counts["synapses_used"], desc=f"v{v} snapshot", unit=" synapses",
@@ -202,16 +202,20 @@ def load_release(
     replace: bool = False,
     progress: bool = False,
     writer: Writer = "online",
+    skip_existing: bool = False,
     **inputs: Any,
-) -> LoadSummary:
+) -> LoadSummary | None:
     """Load one release from DataFrames or files (Parquet, Feather, CSV, CSV.gz, CAVE dumps)
     through its snapshot. ``inputs`` are those of :func:`aggregate_to_snapshot` (nuclei,
     synapses, neurons, cell_types, mapping, voxel_size, timestamp, batch_rows, memory).
     ``writer``: online (the default for library use), bulk, or auto (the CLI's default).
-    Raises ReleaseExists when complete and not `replace` (before reading anything)."""
+    Raises ReleaseExists when complete and not `replace` (before reading anything); with
+    ``skip_existing`` a complete release is left alone and None returned."""
     v = check_version(version)
-    existing = db.call(releases.get_release, v)
+    existing = db.call(releases.get_release, v)  # begin_load checks again before writing
     if existing is not None and existing.status == COMPLETE and not replace:
+        if skip_existing:
+            return None
         raise ReleaseExists(v)
     seconds: dict[str, float] = {}
     snap, multi = aggregate_to_snapshot(v, progress=progress, seconds=seconds, **inputs)

@@ -39,9 +39,9 @@ from snapshot.layout import CELLS, EDGES, Snapshot, SnapshotError
 __all__ = ["COMPLETE", "FAILED", "LOADING", "ReleaseExists", "ReleaseInfo"]
 
 CELL_BATCH = 5_000
-EDGE_BATCH = 50_000
+EDGE_BATCH = 25_000
 #: concurrent edge transactions of the online writer (measured on 2 cores, v117-sized store:
-#: 2 x 50k rows is 1.2-1.4x one writer; deadlocks between them are retried)
+#: 2 x 25k-50k rows is 1.2-1.4x one writer; deadlocks between them are retried)
 EDGE_WRITERS = 2
 MISSING = "missing"
 

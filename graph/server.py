@@ -347,12 +347,8 @@ def _pid(settings: ServerSettings) -> int | None:
 def _alive(pid: int) -> bool:
     """Whether the process runs (a zombie, ended but not yet reaped by the process that
     started it, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not _exists(pid):
         return False
-    except PermissionError:
-        return True
     with contextlib.suppress(ChildProcessError):  # reap it if it is our child
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False

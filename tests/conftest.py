@@ -107,6 +107,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(os.environ["CGRAPH_DATA"], ignore_errors=True)
     container = _state.get("container")
     if container is not None:
         container.stop()  # type: ignore[attr-defined]
