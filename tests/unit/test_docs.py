@@ -42,3 +42,9 @@ def test_every_setting_is_in_the_readme() -> None:
     names -= {"NEO4J_HOME", "NEO4J_CONF"}  # set for the Neo4j JVM itself, not user settings
     missing = sorted(n for n in names if n not in README)
     assert not missing, f"undocumented settings: {missing}"
+
+
+def test_readme_load_benchmark_is_the_results_file() -> None:
+    """The README's v117 load numbers are bench/results/load_full.md as the bench wrote it."""
+    block = README.split("<!-- load_full.md -->\n", 1)[1].split("<!-- /load_full.md -->", 1)[0]
+    assert block == (REPO / "bench" / "results" / "load_full.md").read_text()
