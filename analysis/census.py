@@ -15,15 +15,19 @@ forward algorithm with a dense per-block mark table, int32, memory-bound), and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import comb
 
 import numpy as np
 import numpy.typing as npt
 
-from analysis.release_graph import IntArray, KeySet, ReleaseGraph
+from analysis.release_graph import CHUNK, IntArray, KeySet, ReleaseGraph
 from core.budget import Deadline, check
 
-__all__ = ["IntArray", "KeySet", "ReleaseGraph", "TRIAD_CODES"]
+__all__ = ["IntArray", "KeySet", "Progress", "ReleaseGraph", "TRIAD_CODES"]
+
+#: Called with the share of the work done so far (0..1).
+Progress = Callable[[float], None]
 
 #: The 16 MAN triad classes, in networkx order.
 TRIAD_CODES = (
@@ -34,9 +38,55 @@ _INDEX = {c: i for i, c in enumerate(TRIAD_CODES)}
 
 
 def reciprocal_pairs(g: ReleaseGraph) -> int:
-    """Number of unordered cell pairs connected in both directions."""
-    rev = g.edge_keys.contains(g.dst * g.n + g.src)
-    return int(rev.sum()) // 2
+    """Number of unordered cell pairs connected in both directions (computed once per graph)."""
+    return g.cached("reciprocal_pairs", lambda: sorted_reciprocal_count(g.n, g.src, g.dst))
+
+
+#: Most cells x cells entries in one block's dense mark table of the reciprocal count.
+_RECIPROCAL_MARKS = 1 << 24
+
+
+def sorted_reciprocal_count(n: int, src: IntArray, dst: IntArray) -> int:
+    """:func:`reciprocal_count` for unique edges sorted by (src, dst), without a sort of the
+    edges: the backward edges b -> a (b > a) are bucketed by blocks of 2^k cells ``a`` (numpy's
+    stable sort of 16-bit keys is a linear radix sort); for each block, the forward edges out
+    of its cells (contiguous in the sorted edges) are marked in a dense table and the bucket's
+    backward edges looked up in it: a hit is a reciprocal pair."""
+    if src.size < 2:
+        return 0
+    shift = max(0, (_RECIPROCAL_MARKS // max(1, n)).bit_length() - 1)
+    rows = 1 << shift
+    blocks = ((n - 1) >> shift) + 1
+    if blocks > np.iinfo(np.uint16).max:
+        return reciprocal_count(n, src, dst)
+    back = src > dst
+    bd = dst[back]
+    q = bd * n  # a * n + b for every backward edge b -> a: the forward key it needs
+    q += src[back]
+    del back
+    bucket = (bd >> shift).astype(np.uint16)
+    del bd
+    order = np.argsort(bucket, kind="stable")
+    bptr = np.zeros(blocks + 1, dtype=np.int64)
+    np.cumsum(np.bincount(bucket, minlength=blocks), out=bptr[1:])
+    del bucket
+    q = q[order]
+    del order
+    optr = np.searchsorted(src, np.minimum(np.arange(blocks + 1) << shift, n))
+    mark = np.zeros(rows * n, dtype=bool)
+    total = 0
+    for i in range(blocks):
+        q0, q1 = int(bptr[i]), int(bptr[i + 1])
+        if q0 == q1:
+            continue
+        base = (i << shift) * n
+        s, d = src[optr[i] : optr[i + 1]], dst[optr[i] : optr[i + 1]]
+        fwd = d > s
+        local = s[fwd] * n + d[fwd] - base
+        mark[local] = True
+        total += int(np.count_nonzero(mark[q[q0:q1] - base]))
+        mark[local] = False
+    return total
 
 
 # --------------------------------------------------------------------------- census
@@ -105,20 +155,34 @@ def _pairs(n: int, src: IntArray, dst: IntArray) -> tuple[IntArray, IntArray, In
     """Connected unordered pairs (lo, hi, kind) from unique, autapse-free edges in any
     order; kind 1 = lo->hi only, 2 = hi->lo only, 3 = both. One sort, no hashing."""
     fwd = src < dst
-    k2 = (np.where(fwd, src, dst) * n + np.where(fwd, dst, src)) * 2 + ~fwd
+    k2 = np.where(fwd, src, dst)  # ((lo * n + hi) * 2 + backward), built in place
+    k2 *= n
+    k2 += np.where(fwd, dst, src)
+    k2 *= 2
+    k2 += ~fwd
+    del fwd
     k2.sort()
-    pk = k2 >> 1
-    first = np.ones(pk.size, dtype=bool)
-    first[1:] = pk[1:] != pk[:-1]
+    first = np.ones(k2.size, dtype=bool)
+    for at in range(0, k2.size - 1, CHUNK):  # chunked: small temporaries
+        pk = k2[at : at + CHUNK + 1] >> 1
+        first[at + 1 : at + pk.size] = pk[1:] != pk[:-1]
     starts = np.flatnonzero(first)
-    mutual = np.diff(np.append(starts, pk.size)) == 2
-    kind = np.where(mutual, 3, (k2[starts] & 1) + 1)
-    upk = pk[starts]
+    del first
+    mutual = np.diff(np.append(starts, k2.size)) == 2
+    upk = k2[starts]
+    del k2, starts
+    kind = np.where(mutual, 3, (upk & 1) + 1)
+    del mutual
+    upk >>= 1
     return upk // n, upk % n, kind
 
 
 def _triangle_patterns(
-    n: int, lo: IntArray, hi: IntArray, kind: IntArray, deg: IntArray, deadline: Deadline | None
+    n: int,
+    pairs: list[IntArray],
+    deg: IntArray,
+    deadline: Deadline | None,
+    progress: Progress | None = None,
 ) -> IntArray:
     """Histogram (64 bins) of the directed pattern of every triangle, with its cells
     a, b, c in increasing degree rank: pattern = k(a,b) + 4 k(a,c) + 16 k(b,c), where
@@ -126,17 +190,33 @@ def _triangle_patterns(
 
     Forward algorithm: orient every pair from lower to higher rank; for each a (in
     blocks), mark k(a, c) for its out-neighbours c in a dense table, then scan the
-    out-neighbours c of each out-neighbour b of a against the marks."""
+    out-neighbours c of each out-neighbour b of a against the marks.
+
+    ``pairs`` is [lo, hi, kind]; it is emptied (the arrays are freed as soon as they are
+    used, so that they are not held through the triangle pass)."""
     rank = np.empty(n, dtype=np.int64)
     rank[np.lexsort((np.arange(n), deg))] = np.arange(n)
+    lo, hi, kind = pairs
+    pairs.clear()
     ra, rb = rank[lo], rank[hi]
+    del lo, hi
     swap = ra > rb
-    krel = np.where(swap & (kind != 3), 3 - kind, kind)
-    key = (np.minimum(ra, rb) * n + np.maximum(ra, rb)) * 4 + krel
+    swap &= kind != 3
+    krel = np.where(swap, 3 - kind, kind)
+    del swap, kind
+    key = np.minimum(ra, rb)  # ((min rank * n + max rank) * 4 + k), built in place
+    key *= n
+    np.maximum(ra, rb, out=ra)
+    key += ra
+    del ra, rb
+    key *= 4
+    key += krel
+    del krel
     key.sort()
     K = (key & 3).astype(np.int8)
-    ab = key >> 2
-    A, B = ab // n, (ab % n).astype(np.int32)
+    key >>= 2
+    A, B = key // n, (key % n).astype(np.int32)
+    del key
     dplus = np.bincount(A, minlength=n)
     ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(dplus, out=ptr[1:])
@@ -153,6 +233,8 @@ def _triangle_patterns(
         if e1 > e0:
             _block(hist, n, a0, a1 - a0, (A[e0:e1], B[e0:e1], K[e0:e1]), (B, K, ptr))
         a0 = a1
+        if progress is not None and cum.size and cum[-1] > 0:
+            progress(float(cum[a0 - 1] / cum[-1]))
     return hist
 
 
@@ -190,17 +272,26 @@ def _block(
 
 
 def census_counts(
-    n: int, src: IntArray, dst: IntArray, deadline: Deadline | None = None
+    n: int,
+    src: IntArray,
+    dst: IntArray,
+    deadline: Deadline | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, int]:
     """Exact triad census of ``n`` cells and edges ``src -> dst`` (indices; unique, no
     autapses, any order): the same numbers as ``networkx.triadic_census``."""
-    return census_with_pairs(n, src, dst, deadline)[0]
+    return census_with_pairs(n, src, dst, deadline, progress)[0]
 
 
 def census_with_pairs(
-    n: int, src: IntArray, dst: IntArray, deadline: Deadline | None = None
+    n: int,
+    src: IntArray,
+    dst: IntArray,
+    deadline: Deadline | None = None,
+    progress: Progress | None = None,
 ) -> tuple[dict[str, int], int]:
-    """:func:`census_counts` and the number of reciprocal pairs, from one pass."""
+    """:func:`census_counts` and the number of reciprocal pairs, from one pass. ``progress``
+    hears the share of the triangle pass done (it dominates the time)."""
     if n < 3:
         return dict.fromkeys(TRIAD_CODES, 0), reciprocal_count(n, src, dst)
     lo, hi, kind = _pairs(n, src, dst)
@@ -209,15 +300,20 @@ def census_with_pairs(
     o = np.bincount(src, minlength=n) - mut
     i = np.bincount(dst, minlength=n) - mut
     deg = o + i + mut
-    hist = _triangle_patterns(n, lo, hi, kind, deg, deadline)
+    # 012 / 102: pairs times the cells linked to neither end (n - deg u - deg v + common)
+    apart = n - deg[lo] - deg[hi]
+    apart_asym, apart_mut = int(apart[~mutual].sum()), int(apart[mutual].sum())
+    n_mutual = int(mutual.sum())
+    del apart, mutual
+    pairs = [lo, hi, kind]
+    del lo, hi, kind  # _triangle_patterns frees them once used
+    hist = _triangle_patterns(n, pairs, deg, deadline, progress)
 
     counts = [0] * 16
     for p in np.flatnonzero(hist):
         counts[int(_PATTERN_CLASS[p])] += int(hist[p])
-    # 012 / 102: pairs times the cells linked to neither end (n - deg u - deg v + common)
-    apart = n - deg[lo] - deg[hi]
-    counts[_INDEX["012"]] = int(apart[~mutual].sum()) + int(hist @ _PATTERN_ASYM)
-    counts[_INDEX["102"]] = int(apart[mutual].sum()) + int(hist @ _PATTERN_MUT)
+    counts[_INDEX["012"]] = apart_asym + int(hist @ _PATTERN_ASYM)
+    counts[_INDEX["102"]] = apart_mut + int(hist @ _PATTERN_MUT)
     closed = hist @ _PATTERN_PATHS
     opened = {
         "021D": o * (o - 1) // 2, "021U": i * (i - 1) // 2, "021C": o * i,
@@ -226,12 +322,52 @@ def census_with_pairs(
     for code, per_cell in opened.items():
         counts[_INDEX[code]] = int(per_cell.sum()) - int(closed[_INDEX[code]])
     counts[0] = comb(n, 3) - sum(counts[1:])
-    return dict(zip(TRIAD_CODES, counts, strict=True)), int(mutual.sum())
+    return dict(zip(TRIAD_CODES, counts, strict=True)), n_mutual
 
 
 def reciprocal_count(n: int, src: IntArray, dst: IntArray) -> int:
     """Unordered cell pairs connected both ways, from unique edges in any order."""
     return int(np.count_nonzero(_pairs(n, src, dst)[2] == 3)) if src.size else 0
+
+
+def graph_census(
+    g: ReleaseGraph, deadline: Deadline | None = None, progress: Progress | None = None
+) -> tuple[dict[str, int], int]:
+    """:func:`census_with_pairs` of a whole graph, kept with the graph once computed (a
+    release never changes, and at full size the census takes minutes)."""
+    done: tuple[dict[str, int], int] | None = g.peek("census")
+    if done is None:
+        done = census_with_pairs(g.n, g.src, g.dst, deadline, progress)
+        g.cached("census", lambda: done)
+        g.cached("reciprocal_pairs", lambda: done[1])
+    elif progress is not None:
+        progress(1.0)
+    return dict(done[0]), done[1]
+
+
+def census_work(g: ReleaseGraph) -> int:
+    """Wedge candidates the triangle pass of the census will scan (its cost is about
+    proportional), estimated from the directed edges in O(m): cells ranked by in + out
+    degree, every edge oriented from its lower- to its higher-ranked end, and each edge
+    (a, b) costs the oriented out-degree of b. Mutual pairs count twice, so it is an upper
+    bound of the exact candidate count within a factor of about two. Kept with the graph."""
+
+    def work() -> int:
+        n = g.n
+        deg = np.bincount(g.src, minlength=n) + np.bincount(g.dst, minlength=n)
+        rank = np.empty(n, dtype=np.int64)
+        rank[np.lexsort((np.arange(n), deg))] = np.arange(n)
+        dplus = np.zeros(n, dtype=np.int64)
+        total = 0
+        for lo in range(0, g.m, CHUNK):
+            rs, rd = rank[g.src[lo : lo + CHUNK]], rank[g.dst[lo : lo + CHUNK]]
+            dplus += np.bincount(np.minimum(rs, rd), minlength=n)
+        for lo in range(0, g.m, CHUNK):
+            rs, rd = rank[g.src[lo : lo + CHUNK]], rank[g.dst[lo : lo + CHUNK]]
+            total += int(dplus[np.maximum(rs, rd)].sum())
+        return total
+
+    return g.cached("census_work", work)
 
 
 def triad_census(
@@ -243,5 +379,10 @@ def triad_census(
     """Exact counts of the 16 MAN triad classes (same numbers as
     ``networkx.triadic_census``), optionally on the subgraph of ``node_mask``."""
     if node_mask is not None:
-        g = g.subgraph(np.asarray(node_mask, dtype=bool))
-    return census_counts(g.n, g.src, g.dst, deadline)
+        return census_counts(*_sub(g, node_mask), deadline)
+    return graph_census(g, deadline)[0]
+
+
+def _sub(g: ReleaseGraph, node_mask: npt.ArrayLike) -> tuple[int, IntArray, IntArray]:
+    h = g.subgraph(np.asarray(node_mask, dtype=bool))
+    return h.n, h.src, h.dst

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from math import comb, prod
 from typing import Any, Literal
@@ -176,9 +177,10 @@ def _swap_round(
 Job = tuple[IntArray, IntArray, int, int, float, float, Any, Deadline | None]
 
 
-def _chain(job: Job) -> list[list[int]] | None:
+def _chain(job: Job, on_sample: Callable[[], None] | None = None) -> list[list[int]] | None:
     """One Markov chain: burn in, then ``samples`` censuses ``swaps_per_edge`` apart.
-    Rows are the 16 triad counts plus the reciprocal pairs; None when out of time."""
+    Rows are the 16 triad counts plus the reciprocal pairs; None when out of time.
+    ``on_sample`` (in-process runs only) hears every finished sample."""
     src, dst, n, samples, burn_in, swaps_per_edge, seed, deadline = job
     rng = np.random.default_rng(seed)
     src, dst = src.copy(), dst.copy()
@@ -192,6 +194,8 @@ def _chain(job: Job) -> list[list[int]] | None:
                 _swap_round(src, dst, n, rng, buffer)
             counts, mutual = census_with_pairs(n, src, dst, deadline)
             out.append([counts[c] for c in TRIAD_CODES] + [mutual])
+            if on_sample is not None:
+                on_sample()
     except QueryTimeout:
         return None
     return out
@@ -207,6 +211,8 @@ def degree_preserving_null(
     chains: int = 2,
     workers: int | None = None,
     deadline: Deadline | None = None,
+    executor: Executor | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> NullCensus:
     """Triad-census (and reciprocal-pair) mean/std over random graphs with every
     cell's in- and out-degree kept (directed edge swaps, no autapses, no multi-edges).
@@ -214,8 +220,10 @@ def degree_preserving_null(
     ``chains`` independent Markov chains start from ``g`` (seeds from ``seed``), so the
     result depends on the seed, not on ``workers``; each chain attempts ``burn_in``
     swaps per edge before its first sample and ``swaps_per_edge`` between samples.
-    Chains run in ``workers`` processes (default: CPUs, at most ``chains``).
-    Raises QueryTimeout once ``deadline`` passes."""
+    Chains run in ``workers`` processes (default: CPUs, at most ``chains``), or as tasks of
+    ``executor`` when given (a long-lived pool shared by the caller: threads, so ``progress``
+    hears the share of samples done; the calling thread only waits, so it must not be one of
+    the executor's workers). Raises QueryTimeout once ``deadline`` passes."""
     if samples < 2:
         raise ValueError("need at least 2 samples for a standard deviation")
     chains = max(1, min(chains, samples))
@@ -226,8 +234,19 @@ def degree_preserving_null(
         (g.src, g.dst, g.n, share[k], burn_in, swaps_per_edge, seeds[k], deadline)
         for k in range(chains)
     ]
-    if workers == 1 or g.m < 10_000:
-        results = [_chain(job) for job in jobs]
+    done = [0]
+
+    def on_sample() -> None:
+        done[0] += 1  # one increment per sample: races only delay a report
+        if progress is not None:
+            progress(min(1.0, done[0] / samples))
+
+    if executor is not None:
+        report = None if isinstance(executor, ProcessPoolExecutor) else on_sample
+        futures = [executor.submit(_chain, job, report) for job in jobs]
+        results = [f.result() for f in futures]
+    elif workers == 1 or g.m < 10_000:
+        results = [_chain(job, on_sample) for job in jobs]
     else:
         ctx = multiprocessing.get_context("forkserver")
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:

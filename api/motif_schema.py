@@ -1,30 +1,51 @@
 """GraphQL motif fields: motifSearch (Cypher in Neo4j, paged), motifCount and motifCensus
-(in memory on the cached release graph). Merged into the root Query with
+(in memory on the cached release graph), and their background twins startMotifCount,
+startMotifCensus and analysisJob. Merged into the root Query with
 ``strawberry.tools.merge_types("Query", (Query, MotifQuery))``.
 
-Where the work runs was chosen by measurement (bench/bench_motif.py, README): a search is
-anchored and paged, so Neo4j answers it with indexes; whole-release counts and the census
-touch every edge, so they run on numpy arrays read once per complete release
-(graph.whole_release). Every field runs under the query timeout (CGRAPH_QUERY_TIMEOUT) and
-answers TIMEOUT rather than a partial result; in-memory work checks the same deadline
-between steps.
+Where the work runs was chosen by measurement (bench/bench_motif.py, bench/bench_analytics.py,
+README): a search is anchored and paged, so Neo4j answers it with indexes; whole-release counts
+and the census touch every edge, so they run on numpy arrays read once per complete release
+(graph.whole_release), on the process's shared worker pool (api.jobs), never on the event loop.
+
+motifCount and motifCensus answer inline, under the query timeout (CGRAPH_QUERY_TIMEOUT): TIMEOUT
+rather than a partial result, and at once (TIMEOUT, naming the estimate) when the census cost
+model (analysis.census_run.estimate_seconds) puts the work at more than 3x the time left: at
+full MICrONS size the triad census and the degree-preserving null are such work. Those run as
+jobs: startMotifCensus / startMotifCount return an AnalysisJob at once (the same request joins
+the same job), analysisJob(id) polls its state, progress and result; once a job is done, the
+inline field with the same arguments answers from its result. Nothing here writes to Neo4j.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+from collections.abc import Hashable, Sequence
+from concurrent.futures import Executor
+from datetime import datetime
 from enum import Enum
 from typing import Annotated
 
 import strawberry
 
-from analysis.census_run import CensusResult, NullKind, run_census, select
-from analysis.motif import count_motif, parse_motif
+from analysis.census import ReleaseGraph
+from analysis.census_run import (
+    CensusResult,
+    NullKind,
+    check_samples,
+    estimate_seconds,
+    null_chain_bytes,
+    run_census,
+    select,
+)
+from analysis.motif import Motif, count_motif, parse_motif
+from analysis.motif.count import uses_census
+from api import jobs
 from api.pagination import check_first, decode_cursor, encode_cursor
 from api.settings import DEFAULT_PAGE
 from api.types import FIRST_DOC, Cell, CtxInfo, PageInfo
 from core.budget import Deadline
+from core.errors import LimitExceeded
 from core.model import check_version
 from graph.motif.search import search_motif
 from graph.whole_release import get_release_graph
@@ -98,6 +119,142 @@ class Census:
         )  # fmt: skip
 
 
+@strawberry.enum(description="Where an analysis job is.")
+class JobState(Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@strawberry.type(description="Why a job failed: the code and message a query would answer.")
+class JobError:
+    code: str
+    message: str
+
+
+@strawberry.type(
+    description="A whole-release computation in the background (startMotifCensus, "
+    "startMotifCount). Poll it with analysisJob(id); a finished job is kept for a while "
+    "(CGRAPH_JOB_KEEP), in this server process only."
+)
+class AnalysisJob:
+    id: strawberry.ID
+    kind: str = strawberry.field(description="motifCensus or motifCount.")
+    version: int
+    state: JobState
+    progress: float = strawberry.field(description="Share done, 0..1 (coarse).")
+    estimated_seconds: float | None = strawberry.field(
+        description="The cost model's estimate on one core (null when there is none)."
+    )
+    submitted_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    census: Census | None = strawberry.field(description="The result of a done motifCensus job.")
+    count: float | None = strawberry.field(description="The result of a done motifCount job.")
+    error: JobError | None = strawberry.field(description="Why a failed job failed.")
+
+    @classmethod
+    def from_job(cls, j: jobs.Job) -> AnalysisJob:
+        done = j.state is jobs.JobState.DONE
+        return cls(
+            id=strawberry.ID(j.id), kind=j.kind, version=j.version,
+            state=JobState(j.state.value), progress=j.progress,
+            estimated_seconds=j.estimated_seconds, submitted_at=j.submitted_at,
+            started_at=j.started_at, finished_at=j.finished_at,
+            census=Census.from_result(j.result) if done and j.kind == CENSUS_JOB else None,
+            count=float(j.result) if done and j.kind == COUNT_JOB else None,
+            error=JobError(code=j.error_code, message=j.error_message or "")
+            if j.error_code is not None else None,
+        )  # fmt: skip
+
+
+CENSUS_JOB, COUNT_JOB = "motifCensus", "motifCount"
+CENSUS_HINT = "run it as a job: startMotifCensus, then poll analysisJob(id)"
+COUNT_HINT = "run it as a job: startMotifCount, then poll analysisJob(id)"
+
+
+def _census_key(
+    g: ReleaseGraph,
+    min_synapses: int,
+    cell_types: Sequence[str] | None,
+    nucleus_ids: Sequence[int] | None,
+    kind: NullKind,
+    samples: int,
+    seed: int | None,
+) -> Hashable:
+    dp = kind == "degree_preserving"
+    return (
+        CENSUS_JOB, g.uid, min_synapses,
+        None if cell_types is None else tuple(sorted(set(cell_types))),
+        None if nucleus_ids is None else tuple(sorted(set(nucleus_ids))),
+        kind, samples if dp else None, (seed or 0) if dp else None,
+    )  # fmt: skip
+
+
+def _count_key(g: ReleaseGraph, motif: Motif, induced: bool, distinct: bool) -> Hashable:
+    return (COUNT_JOB, g.uid, motif, induced, distinct)
+
+
+def _census_estimate(g: ReleaseGraph, kind: NullKind, samples: int) -> float:
+    """Seconds the census would take (0 when its counts are already kept with the graph)."""
+    if kind != "degree_preserving" and g.peek("census") is not None:
+        return 0.0
+    return estimate_seconds(g, kind, samples)
+
+
+def _count_estimate(g: ReleaseGraph, motif: Motif) -> float | None:
+    return _census_estimate(g, "none", 0) if uses_census(motif) else None
+
+
+def _census_body(sub: ReleaseGraph, kind: NullKind, samples: int, seed: int | None) -> jobs.JobBody:
+    def body(deadline: Deadline, progress: jobs.Progress, executor: Executor) -> CensusResult:
+        if kind == "degree_preserving":  # chains and the observed census: tasks of the pool
+            return run_census(sub, null=kind, samples=samples, seed=seed, deadline=deadline,
+                              executor=executor, progress=progress)  # fmt: skip
+        return executor.submit(
+            run_census, sub, null=kind, samples=samples, seed=seed, deadline=deadline,
+            progress=progress,
+        ).result()  # fmt: skip
+
+    return body
+
+
+def _count_body(g: ReleaseGraph, motif: Motif, induced: bool, distinct: bool) -> jobs.JobBody:
+    def body(deadline: Deadline, progress: jobs.Progress, executor: Executor) -> int:
+        return executor.submit(
+            count_motif, g, motif, induced=induced, distinct_subgraphs=distinct,
+            deadline=deadline, progress=progress,
+        ).result()  # fmt: skip
+
+    return body
+
+
+NARROW = "narrow it (cellTypes, nucleusIds, minSynapses, fewer samples)"
+
+
+def _check_job_estimate(estimate: float | None) -> None:
+    limit = jobs.manager().timeout
+    if estimate is not None and estimate > limit:
+        raise LimitExceeded(
+            f"this would take about {estimate:,.0f} s, more than the {limit:g} s a job may run "
+            f"(CGRAPH_JOB_TIMEOUT); {NARROW}"
+        )
+
+
+def _check_job_memory(sub: ReleaseGraph, kind: NullKind) -> None:
+    """Degree-preserving chains copy the edges and hash them: refuse what would not fit."""
+    if kind != "degree_preserving":
+        return
+    need = null_chain_bytes(sub) * min(2, jobs.pool().job_workers)
+    free = jobs.available_memory()
+    if free is not None and need > 0.8 * free:
+        raise LimitExceeded(
+            f"the degree-preserving null needs about {need / 2**30:,.1f} GiB here, more than "
+            f"this server has free ({free / 2**30:,.1f} GiB); {NARROW}"
+        )
+
+
 def _cursor_tag(version: int, motif: str, induced: bool) -> str:
     digest = hashlib.sha256(motif.encode()).hexdigest()[:16]
     return f"MOTIF:{version}:{int(induced)}:{digest}"
@@ -139,7 +296,8 @@ class MotifQuery:
 
     @strawberry.field(
         description="Exact number of matches in a whole release: ordered (DotMotif's count) "
-        "or, with distinctSubgraphs, divided by the motif's automorphisms."
+        "or, with distinctSubgraphs, divided by the motif's automorphisms. Inline, under the "
+        "query timeout; for longer counts use startMotifCount."
     )
     async def motif_count(
         self,
@@ -154,15 +312,22 @@ class MotifQuery:
         adb = info.context.adb
         deadline = Deadline.after(adb.settings.query_timeout)
         g = await get_release_graph(adb, version, deadline=deadline)
-        n = await asyncio.to_thread(
-            count_motif, g, parsed, induced=induced, distinct_subgraphs=distinct_subgraphs,
-            deadline=deadline,
+        done = jobs.manager().done(_count_key(g, parsed, induced, distinct_subgraphs))
+        if done is not None:
+            return float(done.result)
+        if uses_census(parsed) and g.peek("census") is None:
+            estimate = await jobs.run_inline(deadline, _count_estimate, g, parsed)
+            jobs.refuse_if_too_long(deadline, estimate or 0.0, COUNT_HINT)
+        n = await jobs.run_inline(
+            deadline, count_motif, g, parsed, induced=induced,
+            distinct_subgraphs=distinct_subgraphs, deadline=deadline,
         )  # fmt: skip
         return float(n)
 
     @strawberry.field(
         description="Triad census (16 MAN classes) and reciprocal pairs of every cell the "
-        "filters keep (isolated cells included), with an optional null model."
+        "filters keep (isolated cells included), with an optional null model. Inline, under "
+        "the query timeout; for longer ones use startMotifCensus."
     )
     async def motif_census(
         self,
@@ -176,19 +341,110 @@ class MotifQuery:
         seed: int | None = None,
     ) -> Census:
         check_version(version)
+        kind: NullKind = null_model.value
+        check_samples(kind, samples)
         adb = info.context.adb
         deadline = Deadline.after(adb.settings.query_timeout)
         g = await get_release_graph(adb, version, deadline=deadline)
-        sub = select(g, min_synapses=min_synapses, cell_types=cell_types, nucleus_ids=nucleus_ids)
-        kind: NullKind = null_model.value
-        result = await asyncio.to_thread(
-            run_census, sub, null=kind, samples=samples, seed=seed, deadline=deadline
-        )
+        key = _census_key(g, min_synapses, cell_types, nucleus_ids, kind, samples, seed)
+        done = jobs.manager().done(key)
+        if done is not None:
+            return Census.from_result(done.result)
+        sub = await jobs.run_inline(
+            deadline, select, g, min_synapses=min_synapses, cell_types=cell_types,
+            nucleus_ids=nucleus_ids,
+        )  # fmt: skip
+        estimate = await jobs.run_inline(deadline, _census_estimate, sub, kind, samples)
+        jobs.refuse_if_too_long(deadline, estimate, CENSUS_HINT)
+        if kind == "degree_preserving":  # the chains are pool tasks; this thread only waits
+            result = await jobs.run_coordinated(
+                run_census, sub, null=kind, samples=samples, seed=seed, deadline=deadline,
+                executor=jobs.pool().executor("inline"),
+            )  # fmt: skip
+        else:
+            result = await jobs.run_inline(
+                deadline, run_census, sub, null=kind, samples=samples, seed=seed,
+                deadline=deadline,
+            )  # fmt: skip
         return Census.from_result(result)
+
+    @strawberry.field(
+        description="Start motifCensus as a background job (or join the same request's "
+        "job); poll analysisJob(id). LIMIT_EXCEEDED when the job queue is full or the "
+        "estimate exceeds what a job may run."
+    )
+    async def start_motif_census(
+        self,
+        info: CtxInfo,
+        version: int,
+        min_synapses: int = 1,
+        cell_types: list[str] | None = None,
+        nucleus_ids: list[int] | None = None,
+        null_model: NullModel = NullModel.NONE,
+        samples: int = 100,
+        seed: int | None = None,
+    ) -> AnalysisJob:
+        check_version(version)
+        kind: NullKind = null_model.value
+        check_samples(kind, samples)
+        adb = info.context.adb
+        deadline = Deadline.after(adb.settings.query_timeout)
+        g = await get_release_graph(adb, version, deadline=deadline)
+        key = _census_key(g, min_synapses, cell_types, nucleus_ids, kind, samples, seed)
+        manager = jobs.manager()
+        if (known := manager.find(key)) is not None:
+            return AnalysisJob.from_job(known)
+        sub = await jobs.run_inline(
+            deadline, select, g, min_synapses=min_synapses, cell_types=cell_types,
+            nucleus_ids=nucleus_ids,
+        )  # fmt: skip
+        estimate = await jobs.run_inline(deadline, _census_estimate, sub, kind, samples)
+        _check_job_estimate(estimate)
+        _check_job_memory(sub, kind)
+        body = _census_body(sub, kind, samples, seed)
+        job = manager.submit(CENSUS_JOB, version, key, body, estimated_seconds=estimate)
+        return AnalysisJob.from_job(job)
+
+    @strawberry.field(
+        description="Start motifCount as a background job (or join the same request's job); "
+        "poll analysisJob(id). LIMIT_EXCEEDED when the job queue is full."
+    )
+    async def start_motif_count(
+        self,
+        info: CtxInfo,
+        version: int,
+        motif: Annotated[str, strawberry.argument(description=MOTIF_DOC)],
+        induced: Annotated[bool, strawberry.argument(description=INDUCED_DOC)] = False,
+        distinct_subgraphs: bool = False,
+    ) -> AnalysisJob:
+        check_version(version)
+        parsed = parse_motif(motif)
+        adb = info.context.adb
+        deadline = Deadline.after(adb.settings.query_timeout)
+        g = await get_release_graph(adb, version, deadline=deadline)
+        key = _count_key(g, parsed, induced, distinct_subgraphs)
+        manager = jobs.manager()
+        if (known := manager.find(key)) is not None:
+            return AnalysisJob.from_job(known)
+        estimate = None
+        if uses_census(parsed):
+            estimate = await jobs.run_inline(deadline, _count_estimate, g, parsed)
+            _check_job_estimate(estimate)
+        body = _count_body(g, parsed, induced, distinct_subgraphs)
+        job = manager.submit(COUNT_JOB, version, key, body, estimated_seconds=estimate)
+        return AnalysisJob.from_job(job)
+
+    @strawberry.field(description="An analysis job by id (null when unknown or expired).")
+    async def analysis_job(self, id: strawberry.ID) -> AnalysisJob | None:
+        job = jobs.manager().get(str(id))
+        return None if job is None else AnalysisJob.from_job(job)
 
 
 __all__ = [
+    "AnalysisJob",
     "Census",
+    "JobError",
+    "JobState",
     "MotifAssignment",
     "MotifMatch",
     "MotifMatchConnection",

@@ -1,6 +1,6 @@
 """Copy the benchmark results the README quotes into it (between its marker comments).
 
-    .venv/bin/python bench/update_readme.py
+.venv/bin/python bench/update_readme.py
 """
 
 from __future__ import annotations

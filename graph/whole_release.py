@@ -13,6 +13,11 @@ Cells are every (:Cell) with ``root_id_vV`` set (isolated cells included); edges
 ``SYNAPSE_VV`` relationships. Edges are read in pages of pre-synaptic cells, each page one row
 of parallel lists, so decoding stays cheap and no page holds more than a bounded share.
 
+One read per release at a time: the first caller starts it, every concurrent caller (from any
+event loop or thread) waits for the same read, each within its own deadline. A snapshot read
+runs in a thread of its own and stores its graph in the cache when it ends, so a caller that
+timed out (or whose event loop ended) does not lose it: the next request finds it cached.
+
     >>> g = await get_release_graph(adb, 117)   # GraphQL
     >>> g = db.call(get_release_graph, 117)     # sync runner (CLI)
 """
@@ -20,6 +25,7 @@ of parallel lists, so decoding stays cheap and no page holds more than a bounded
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -30,7 +36,7 @@ import numpy as np
 from analysis.from_snapshot import release_graph_from_snapshot
 from analysis.release_graph import ReleaseGraph
 from core.budget import Deadline
-from core.errors import ReleaseNotReady
+from core.errors import QueryTimeout, ReleaseNotReady
 from core.model import check_version, prop, rel_type
 from graph.driver import AsyncDatabase
 from graph.releases import gate
@@ -73,7 +79,7 @@ RETURN collect(a.nucleus_id) AS pre, collect(b.nucleus_id) AS post,
 Stamp = tuple[str | None, str | None]
 
 _cache: OrderedDict[tuple[str, str, int], tuple[Stamp, ReleaseGraph]] = OrderedDict()
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 def _stamp(version: int, rows: list[dict[str, Any]]) -> tuple[Stamp, str | None]:
@@ -136,7 +142,11 @@ def _left(dl: Deadline) -> float:
     return max(0.001, dl.remaining())
 
 
-_inflight: dict[tuple[str, str, int, Stamp], asyncio.Future[ReleaseGraph]] = {}
+Flight = tuple[str, str, int, Stamp]
+#: Bolt reads in progress (bound to the event loop that started them)
+_inflight: dict[Flight, asyncio.Future[ReleaseGraph]] = {}
+#: snapshot reads in progress (any loop or thread may wait for them)
+_snapshot_reads: dict[Flight, concurrent.futures.Future[ReleaseGraph]] = {}
 
 
 async def get_release_graph(
@@ -154,23 +164,57 @@ async def get_release_graph(
     key = (adb.settings.uri, adb.name, v)
     if (g := _cached(key, stamp)) is not None:
         return g
-    flight = (*key, stamp)
-    if flight not in _inflight:
-        _inflight[flight] = asyncio.ensure_future(_read_graph(adb, v, key, stamp, digest, dl))
-        _inflight[flight].add_done_callback(lambda _: _inflight.pop(flight, None))
-    return await asyncio.wait_for(asyncio.shield(_inflight[flight]), timeout=_left(dl))
+    flight: Flight = (*key, stamp)
+    snap = find_snapshot(v, digest)
+    if snap is not None:  # each waiter its own wrapper: giving up cancels only that wrapper
+        read: asyncio.Future[ReleaseGraph] = asyncio.wrap_future(_snapshot_read(flight, snap))
+    else:
+        if flight not in _inflight:
+            _inflight[flight] = asyncio.ensure_future(_read_graph(adb, v, key, stamp, dl))
+            _inflight[flight].add_done_callback(lambda _: _inflight.pop(flight, None))
+        read = asyncio.shield(_inflight[flight])
+    try:
+        return await asyncio.wait_for(read, timeout=_left(dl))
+    except TimeoutError:  # the read goes on and is cached for the next request
+        raise QueryTimeout(dl.seconds) from None
+
+
+def _snapshot_read(flight: Flight, snap: Snapshot) -> concurrent.futures.Future[ReleaseGraph]:
+    """The read of ``snap`` for ``flight``: the one in progress, else a new one (a thread)."""
+    with _lock:
+        if (g := _cached(flight[:3], flight[3])) is not None:  # stored while we looked
+            done: concurrent.futures.Future[ReleaseGraph] = concurrent.futures.Future()
+            done.set_result(g)
+            return done
+        read = _snapshot_reads.get(flight)
+        if read is None:
+            read = _snapshot_reads[flight] = concurrent.futures.Future()
+            read.set_running_or_notify_cancel()  # a waiter that gives up cannot cancel it
+            name = f"cgraph-read-v{flight[2]}"
+            threading.Thread(target=_run_read, args=(flight, snap, read), name=name,
+                             daemon=True).start()  # fmt: skip
+        return read
+
+
+def _run_read(
+    flight: Flight, snap: Snapshot, read: concurrent.futures.Future[ReleaseGraph]
+) -> None:
+    try:
+        g = release_graph_from_snapshot(snap)
+    except BaseException as exc:  # noqa: BLE001 - handed to every waiter
+        with _lock:
+            _snapshot_reads.pop(flight, None)
+        read.set_exception(exc)
+        return
+    with _lock:
+        _store(flight[:3], flight[3], g)  # cached before the flight ends: no gap
+        _snapshot_reads.pop(flight, None)
+    read.set_result(g)
 
 
 async def _read_graph(
-    adb: AsyncDatabase, v: int, key: tuple[str, str, int], stamp: Stamp, digest: str | None,
-    dl: Deadline,
-) -> ReleaseGraph:  # fmt: skip
-    snap = find_snapshot(v, digest)
-    if snap is not None:
-        g = await asyncio.to_thread(release_graph_from_snapshot, snap)
-        _store(key, stamp, g)
-        return g
-
+    adb: AsyncDatabase, v: int, key: tuple[str, str, int], stamp: Stamp, dl: Deadline
+) -> ReleaseGraph:
     async def read(cypher: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         dl.check()
         return await adb.read(cypher, params, timeout=_left(dl))

@@ -29,11 +29,13 @@ from analysis.census import (
     TRIAD_CODES,
     IntArray,
     KeySet,
+    Progress,
     ReleaseGraph,
-    census_counts,
-    reciprocal_count,
+    graph_census,
+    reciprocal_pairs,
 )
 from analysis.motif.ir import Constraint, Edge, Motif
+from analysis.release_graph import stable_order
 from core.budget import Deadline, check
 from core.errors import MotifError
 
@@ -63,16 +65,23 @@ def _node_mask(g: ReleaseGraph, constraints: tuple[Constraint, ...]) -> BoolArra
     return mask
 
 
-def _edge_mask(g: ReleaseGraph, constraints: tuple[Constraint, ...]) -> BoolArray:
-    mask = np.ones(g.m, dtype=bool)
+def _edge_mask(
+    g: ReleaseGraph, constraints: tuple[Constraint, ...], ids: IntArray | None = None
+) -> BoolArray:
+    """Which edges (all, or the edges ``ids``) satisfy the constraints."""
+
+    def col(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return a if ids is None else a[ids]
+
+    mask = np.ones(g.m if ids is None else ids.size, dtype=bool)
     for c in constraints:
         if c.prop == "synapses":
-            values: npt.NDArray[Any] = g.synapses
+            values: npt.NDArray[Any] = col(g.synapses)
         elif c.prop == "size":
-            values = g.size
+            values = col(g.size)
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
-                values = g.size / g.synapses
+                values = col(g.size) / col(g.synapses)
         mask &= np.asarray(_OPS[c.op](values, c.value), dtype=bool)
         if values.dtype.kind == "f":
             mask &= ~np.isnan(values)
@@ -80,30 +89,58 @@ def _edge_mask(g: ReleaseGraph, constraints: tuple[Constraint, ...]) -> BoolArra
 
 
 class _EdgeTable:
-    """The graph edges that can match one motif edge; indexes built on first use."""
+    """The graph edges that can match one motif edge; indexes built on first use. A motif
+    edge that keeps every graph edge (no constraint on it or its ends) uses the graph's own
+    cached indexes instead of copies."""
 
     def __init__(self, g: ReleaseGraph, e: Edge, masks: dict[str, BoolArray]) -> None:
-        keep = _edge_mask(g, e.constraints) & masks[e.src][g.src] & masks[e.dst][g.dst]
-        self.edge, self.n = e, g.n
-        self.src, self.dst = g.src[keep], g.dst[keep]  # sorted by (src, dst)
+        ids: IntArray | None = None  # the kept edges (ascending), None for all of them
+        if not masks[e.src].all():  # the out-edges of the kept cells: CSR ranges, no full pass
+            rows = np.flatnonzero(masks[e.src])
+            ids = _ranges(g.out_ptr[rows], g.out_ptr[rows + 1])
+        if not masks[e.dst].all():
+            hit = masks[e.dst][g.dst if ids is None else g.dst[ids]]
+            ids = np.flatnonzero(hit) if ids is None else ids[hit]
+        if e.constraints:
+            hit = _edge_mask(g, e.constraints, ids)
+            ids = np.flatnonzero(hit) if ids is None else ids[hit]
+        self.edge, self.n, self.g, self.full = e, g.n, g, ids is None
+        # sorted by (src, dst)
+        self.src, self.dst = (g.src, g.dst) if ids is None else (g.src[ids], g.dst[ids])
 
     def _ptr(self, x: IntArray) -> IntArray:
         return np.concatenate([[0], np.cumsum(np.bincount(x, minlength=self.n))])
 
     @cached_property
     def keys(self) -> KeySet:
-        return KeySet(self.src * self.n + self.dst)
+        if self.full:
+            return self.g.edge_keys
+        return KeySet(self.src * self.n + self.dst, assume_sorted=True)
 
     @cached_property
     def by_src(self) -> tuple[IntArray, IntArray]:
         """(ptr over cells, dst sorted by src)"""
+        if self.full:
+            return self.g.out_ptr, self.g.dst
         return self._ptr(self.src), self.dst
 
     @cached_property
     def by_dst(self) -> tuple[IntArray, IntArray]:
         """(ptr over cells, src sorted by dst)"""
-        order = np.argsort(self.dst, kind="stable")
+        if self.full:
+            g = self.g
+            return g.in_ptr, g.cached("src_by_dst", lambda: g.src[g.in_order])
+        order = stable_order(self.dst, self.n)
         return self._ptr(self.dst[order]), self.src[order]
+
+
+def _ranges(starts: IntArray, ends: IntArray) -> IntArray:
+    """The integers of [starts[k], ends[k]) for every k, concatenated."""
+    cnt = ends - starts
+    total = int(cnt.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(total, dtype=np.int64) + np.repeat(starts - (np.cumsum(cnt) - cnt), cnt)
 
 
 def _distinct_last(rows: IntArray) -> IntArray:
@@ -324,11 +361,13 @@ def count_motif(
     induced: bool = False,
     distinct_subgraphs: bool = False,
     deadline: Deadline | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """Number of injective assignments of cells to motif nodes that satisfy the
     motif; with ``distinct_subgraphs`` divided by the motif's automorphisms.
-    Raises QueryTimeout once ``deadline`` passes (checked between chunks)."""
-    plain = _count_by_census(g, motif, induced, deadline)
+    Raises QueryTimeout once ``deadline`` passes (checked between chunks). ``progress``
+    hears the share done of a census-backed count (:func:`uses_census`)."""
+    plain = _count_by_census(g, motif, induced, deadline, progress)
     if plain is not None:
         total = plain
     else:
@@ -374,20 +413,34 @@ def _embeddings(motif: Motif, induced: bool, present: set[tuple[int, int]], k: i
     return total
 
 
+def uses_census(motif: Motif) -> bool:
+    """Whether :func:`count_motif` counts this motif from the whole triad census (an
+    unconstrained 3-node motif): its cost is the census's."""
+    return _unconstrained(motif) and len(motif.nodes) == 3
+
+
+def _unconstrained(motif: Motif) -> bool:
+    return not motif.node_constraints and not any(e.constraints for e in motif.edges)
+
+
 def _count_by_census(
-    g: ReleaseGraph, motif: Motif, induced: bool, deadline: Deadline | None
+    g: ReleaseGraph,
+    motif: Motif,
+    induced: bool,
+    deadline: Deadline | None,
+    progress: Progress | None = None,
 ) -> int | None:
     """Exact count of an unconstrained 2- or 3-node motif from the dyad or triad census:
     the sum over isomorphism classes of (cells sets in the class) x (embeddings of the
     motif into one of them). None when the motif has constraints or more nodes."""
     k = len(motif.nodes)
-    if motif.node_constraints or any(e.constraints for e in motif.edges) or k not in (2, 3):
+    if not _unconstrained(motif) or k not in (2, 3):
         return None
     if k == 2:
-        mutual = reciprocal_count(g.n, g.src, g.dst)
+        mutual = reciprocal_pairs(g)
         classes = {((0, 1),): g.m - 2 * mutual, ((0, 1), (1, 0)): mutual}
         return sum(n * _embeddings(motif, induced, set(links), 2) for links, n in classes.items())
-    census = census_counts(g.n, g.src, g.dst, deadline)
+    census = graph_census(g, deadline, progress)[0]
     total = 0
     for c, code in enumerate(TRIAD_CODES):
         if census[code]:
