@@ -233,6 +233,37 @@ def _count_body(g: ReleaseGraph, motif: Motif, induced: bool, distinct: bool) ->
 NARROW = "narrow it (cellTypes, nucleusIds, minSynapses, fewer samples)"
 
 
+async def _census_setup(
+    info: CtxInfo, version: int, min_synapses: int, cell_types: list[str] | None,
+    nucleus_ids: list[int] | None, null_model: NullModel, samples: int, seed: int | None,
+) -> tuple[Deadline, ReleaseGraph, Hashable, NullKind]:  # fmt: skip
+    """Validated arguments, the release graph under the query deadline and the job key."""
+    check_version(version)
+    kind: NullKind = null_model.value
+    check_samples(kind, samples)
+    adb = info.context.adb
+    deadline = Deadline.after(adb.settings.query_timeout)
+    g = await get_release_graph(adb, version, deadline=deadline)
+    return (
+        deadline,
+        g,
+        _census_key(g, min_synapses, cell_types, nucleus_ids, kind, samples, seed),
+        kind,
+    )
+
+
+async def _census_subgraph(
+    deadline: Deadline, g: ReleaseGraph, min_synapses: int, cell_types: list[str] | None,
+    nucleus_ids: list[int] | None, kind: NullKind, samples: int,
+) -> tuple[ReleaseGraph, float]:  # fmt: skip
+    """The cells the filters keep and the census cost model's estimate for them."""
+    sub = await jobs.run_inline(
+        deadline, select, g, min_synapses=min_synapses, cell_types=cell_types,
+        nucleus_ids=nucleus_ids,
+    )  # fmt: skip
+    return sub, await jobs.run_inline(deadline, _census_estimate, sub, kind, samples)
+
+
 def _check_job_estimate(estimate: float | None) -> None:
     limit = jobs.manager().timeout
     if estimate is not None and estimate > limit:
@@ -340,21 +371,15 @@ class MotifQuery:
         samples: int = 100,
         seed: int | None = None,
     ) -> Census:
-        check_version(version)
-        kind: NullKind = null_model.value
-        check_samples(kind, samples)
-        adb = info.context.adb
-        deadline = Deadline.after(adb.settings.query_timeout)
-        g = await get_release_graph(adb, version, deadline=deadline)
-        key = _census_key(g, min_synapses, cell_types, nucleus_ids, kind, samples, seed)
+        deadline, g, key, kind = await _census_setup(
+            info, version, min_synapses, cell_types, nucleus_ids, null_model, samples, seed
+        )
         done = jobs.manager().done(key)
         if done is not None:
             return Census.from_result(done.result)
-        sub = await jobs.run_inline(
-            deadline, select, g, min_synapses=min_synapses, cell_types=cell_types,
-            nucleus_ids=nucleus_ids,
-        )  # fmt: skip
-        estimate = await jobs.run_inline(deadline, _census_estimate, sub, kind, samples)
+        sub, estimate = await _census_subgraph(
+            deadline, g, min_synapses, cell_types, nucleus_ids, kind, samples
+        )
         jobs.refuse_if_too_long(deadline, estimate, CENSUS_HINT)
         if kind == "degree_preserving":  # the chains are pool tasks; this thread only waits
             result = await jobs.run_coordinated(
@@ -384,21 +409,15 @@ class MotifQuery:
         samples: int = 100,
         seed: int | None = None,
     ) -> AnalysisJob:
-        check_version(version)
-        kind: NullKind = null_model.value
-        check_samples(kind, samples)
-        adb = info.context.adb
-        deadline = Deadline.after(adb.settings.query_timeout)
-        g = await get_release_graph(adb, version, deadline=deadline)
-        key = _census_key(g, min_synapses, cell_types, nucleus_ids, kind, samples, seed)
+        deadline, g, key, kind = await _census_setup(
+            info, version, min_synapses, cell_types, nucleus_ids, null_model, samples, seed
+        )
         manager = jobs.manager()
         if (known := manager.find(key)) is not None:
             return AnalysisJob.from_job(known)
-        sub = await jobs.run_inline(
-            deadline, select, g, min_synapses=min_synapses, cell_types=cell_types,
-            nucleus_ids=nucleus_ids,
-        )  # fmt: skip
-        estimate = await jobs.run_inline(deadline, _census_estimate, sub, kind, samples)
+        sub, estimate = await _census_subgraph(
+            deadline, g, min_synapses, cell_types, nucleus_ids, kind, samples
+        )
         _check_job_estimate(estimate)
         _check_job_memory(sub, kind)
         body = _census_body(sub, kind, samples, seed)

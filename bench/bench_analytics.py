@@ -317,7 +317,8 @@ def report(meta: dict[str, Any], res: dict[str, dict[str, Any]]) -> str:
         f"# bench_analytics ({meta['when']}, {meta['cpus']} CPUs, {meta['machine']})",
         "",
         f"Command: `{meta['command']}`  ",
-        f"Release v{meta['version']}: {b.get('cells', 0):,} cells, {b.get('edges', 0):,} edges "
+        f"Release v{meta['version']}: {meta['counts']['cells']:,} cells, "
+        f"{meta['counts']['edges']:,} edges "
         f"(snapshot {meta['snapshot']}). Every task in a fresh process, one at a time; "
         "peak RSS is the child's ru_maxrss.",
         "",
@@ -424,24 +425,37 @@ def main() -> None:
         old = json.loads((RESULTS / "analytics.json").read_text())
         results, runs = old["results"], old["meta"].get("runs", {})
     meta["runs"] = runs
+
+    def save() -> str:
+        text = report(meta, results)
+        if tmp is None:  # a smoke run (--quick) is printed, not written
+            RESULTS.mkdir(exist_ok=True)
+            (RESULTS / "analytics.json").write_text(
+                json.dumps({"meta": meta, "results": results}, indent=1, default=float) + "\n"
+            )
+            (RESULTS / "analytics.md").write_text(text)
+        return text
+
+    failed = []
     for task in [t for t in args.tasks.split(",") if t]:
         meta["waited_s"][task] = wait_idle(args.max_load, args.patience) if not args.quick else 0
         print(f"[{task}] load {os.getloadavg()[0]:.2f}", flush=True)
-        results[task] = run_child(task, args.version, env)
+        try:
+            results[task] = run_child(task, args.version, env)
+        except RuntimeError as exc:  # recorded; the other tasks still run
+            print(f"[{task}] FAILED: {exc}", flush=True)
+            failed.append(task)
+            continue
         runs[task] = {"when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                       "waited_s": meta["waited_s"][task]}  # fmt: skip
-        print(f"[{task}] {json.dumps(results[task], default=float)[:600]}", flush=True)
-    text = report(meta, results)
-    if tmp is not None:  # a smoke run: printed, not written
+        print(f"[{task}] {json.dumps(results[task], default=float)}", flush=True)
+        save()  # after every task: a later failure loses nothing
+    print(save())
+    if tmp is not None:
         print(json.dumps({"meta": meta, "results": results}, default=float)[:2000])
         tmp.cleanup()
-    else:
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "analytics.json").write_text(
-            json.dumps({"meta": meta, "results": results}, indent=1, default=float) + "\n"
-        )
-        (RESULTS / "analytics.md").write_text(text)
-    print(text)
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

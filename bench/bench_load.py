@@ -265,6 +265,8 @@ PARTNERS = """query($n: Int!, $v: Int!) { cell(nucleusId: $n) {
   inputs(version: $v, first: 1000) { totalCount nodes { nucleusId synapses size } } } }"""
 RECIPROCAL = '{ motifCount(version: %d, motif: "A -> B; B -> A") }'
 CENSUS = "{ motifCensus(version: %d, nullModel: NONE) { cells edges reciprocalPairs } }"
+START_CENSUS = "{ startMotifCensus(version: %d, nullModel: NONE) { id state } }"
+POLL = '{ analysisJob(id: "%s") { state progress census { cells edges reciprocalPairs } } }'
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -315,9 +317,31 @@ async def _serve(args: argparse.Namespace) -> dict[str, Any]:
             dt, data = await ask(RECIPROCAL % VERSION)
             out[f"reciprocal_{label}_s"] = dt
             out["reciprocal_count"] = data["motifCount"]
-        dt, data = await ask(CENSUS % VERSION)
-        out["census_none_s"] = dt
-        out["census"] = data["motifCensus"]
+        # the full triad census: inline when the cost model says it fits the query timeout,
+        # else a background job, polled (at most --job-wait seconds)
+        t = time.perf_counter()
+        r = await client.post("/graphql", json={"query": CENSUS % VERSION})
+        body = r.json()
+        if not body.get("errors"):
+            out["census_none_s"] = time.perf_counter() - t
+            out["census"] = body["data"]["motifCensus"]
+            out["census_how"] = "inline"
+        else:
+            out["census_inline_answer"] = body["errors"][0]["message"]
+            t = time.perf_counter()
+            _, started = await ask(START_CENSUS % VERSION)
+            job = started["startMotifCensus"]["id"]
+            while time.perf_counter() - t < args.job_wait:
+                _, polled = await ask(POLL % job)
+                state = polled["analysisJob"]["state"]
+                if state in ("DONE", "FAILED"):
+                    break
+                await asyncio.sleep(2)
+            waited = time.perf_counter() - t
+            out["census_how"] = (f"background job, {state} after {waited:.0f} s (progress "
+                                 f"{polled['analysisJob']['progress']:.2f})")  # fmt: skip
+            out["census_none_s"] = time.perf_counter() - t
+            out["census"] = polled["analysisJob"]["census"]
     return out
 
 
@@ -421,8 +445,13 @@ def _serve_lines(v: dict[str, Any]) -> list[str]:
         f"{v['partners_cold_ms']['p50']:.1f} ms / p99 {v['partners_cold_ms']['p99']:.1f} ms; warm "
         f"p50 {v['partners_warm_ms']['p50']:.1f} ms / p99 {v['partners_warm_ms']['p99']:.1f} ms.",
         f"Whole release: motifCount reciprocal pair cold {v['reciprocal_cold_s']:.1f} s "
-        f"(reads the snapshot), warm {v['reciprocal_warm_s']:.2f} s; motifCensus (no null model) "
-        f"{v['census_none_s']:.1f} s.",
+        f"(reads the snapshot), warm {v['reciprocal_warm_s']:.2f} s; motifCensus (no null model, "
+        "the full triad census): "
+        + (
+            f"inline, {v['census_none_s']:.1f} s."
+            if v.get("census_how", "inline") == "inline"
+            else f'inline it answers "{v["census_inline_answer"]}"; as a {v["census_how"]}.'
+        ),
     ]
 
 
@@ -437,6 +466,7 @@ def main() -> None:
     ap.add_argument("--online-edges", type=int, default=1_000_000)
     ap.add_argument("--cells", type=int, default=250, help="cells for the partner queries")
     ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--job-wait", type=float, default=120.0, help="seconds to poll a census job")
     ap.add_argument("--stages", default=",".join(STAGES))
     ap.add_argument("--stage")
     ap.add_argument("--report", action="store_true", help="rewrite the markdown from the JSON")
