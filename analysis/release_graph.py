@@ -30,6 +30,9 @@ T = TypeVar("T")
 CHUNK = 1 << 22
 #: Bits of the KeySet pre-filter per key, at least (at most twice as many).
 FILTER_BITS_PER_KEY = 32
+#: At least this many look-ups at once are sorted first: binary searches in key order reuse the
+#: cache, 4-7x faster than in random order on millions of keys (bench/bench_analytics.py).
+SORTED_SEARCH_MIN = 1 << 12
 _ONE = np.uint64(1)
 _uids = itertools.count(1)
 
@@ -100,15 +103,24 @@ class KeySet:
         bit = (self._words[pos >> 6] >> (pos & 63).astype(np.uint64)) & _ONE
         return ok & bit.astype(bool)
 
+    def _search(self, flat: IntArray) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+        """(position in ``keys``, is a key) of each query (positions clipped into range)."""
+        if flat.size >= SORTED_SEARCH_MIN and self.keys.size >= SORTED_SEARCH_MIN:
+            order = np.argsort(flat)
+            pos = np.empty(flat.size, dtype=np.int64)
+            pos[order] = np.searchsorted(self.keys, flat[order])
+        else:
+            pos = np.searchsorted(self.keys, flat)
+        pos[pos == self.keys.size] = 0
+        return pos, self.keys[pos] == flat
+
     def find(self, q: IntArray) -> IntArray:
         """Position of each query in ``keys``, or -1 where absent."""
         q = np.asarray(q, dtype=np.int64)
         out = np.full(q.shape, -1, dtype=np.int64)
         cand = np.flatnonzero(self._maybe(q))
         if cand.size:
-            pos = np.searchsorted(self.keys, q.ravel()[cand])
-            pos[pos == self.keys.size] = 0
-            hit = self.keys[pos] == q.ravel()[cand]
+            pos, hit = self._search(q.ravel()[cand])
             out.ravel()[cand[hit]] = pos[hit]
         return out
 
@@ -119,10 +131,7 @@ class KeySet:
             return maybe
         cand = np.flatnonzero(maybe)
         if cand.size:
-            flat = q.ravel()[cand]
-            pos = np.searchsorted(self.keys, flat)
-            pos[pos == self.keys.size] = 0
-            maybe.ravel()[cand] = self.keys[pos] == flat
+            maybe.ravel()[cand] = self._search(q.ravel()[cand])[1]
         return maybe
 
 

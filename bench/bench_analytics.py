@@ -316,7 +316,14 @@ def report(meta: dict[str, Any], res: dict[str, dict[str, Any]]) -> str:
     lines = [
         f"# bench_analytics ({meta['when']}, {meta['cpus']} CPUs, {meta['machine']})",
         "",
-        f"Command: `{meta['command']}`  ",
+        "Commands: "
+        + "; ".join(
+            f"`{cmd}` ({', '.join(t for t, r in meta['runs'].items() if r.get('command') == cmd)})"
+            for cmd in dict.fromkeys(
+                r.get("command", meta["command"]) for r in meta["runs"].values()
+            )
+        )
+        + "  ",
         f"Release v{meta['version']}: {meta['counts']['cells']:,} cells, "
         f"{meta['counts']['edges']:,} edges "
         f"(snapshot {meta['snapshot']}). Every task in a fresh process, one at a time; "
@@ -447,7 +454,7 @@ def main() -> None:
             failed.append(task)
             continue
         runs[task] = {"when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                      "waited_s": meta["waited_s"][task]}  # fmt: skip
+                      "waited_s": meta["waited_s"][task], "command": meta["command"]}  # fmt: skip
         print(f"[{task}] {json.dumps(results[task], default=float)}", flush=True)
         save()  # after every task: a later failure loses nothing
     print(save())

@@ -95,9 +95,13 @@ class _EdgeTable:
 
     def __init__(self, g: ReleaseGraph, e: Edge, masks: dict[str, BoolArray]) -> None:
         ids: IntArray | None = None  # the kept edges (ascending), None for all of them
-        if not masks[e.src].all():  # the out-edges of the kept cells: CSR ranges, no full pass
+        if not masks[e.src].all():  # the out-edges of the kept cells
             rows = np.flatnonzero(masks[e.src])
-            ids = _ranges(g.out_ptr[rows], g.out_ptr[rows + 1])
+            ptr = g.out_ptr
+            if int((ptr[rows + 1] - ptr[rows]).sum()) < g.m // 8:  # few: their CSR ranges
+                ids = _ranges(ptr[rows], ptr[rows + 1])
+            else:  # many: one pass over the edges (src is sorted, so a repeat, no gather)
+                ids = np.flatnonzero(np.repeat(masks[e.src], np.diff(ptr)))
         if not masks[e.dst].all():
             hit = masks[e.dst][g.dst if ids is None else g.dst[ids]]
             ids = np.flatnonzero(hit) if ids is None else ids[hit]
