@@ -136,6 +136,7 @@ class QuietSchema(strawberry.Schema):
         return None
 
 
+from api.execution import ExecutionContext  # noqa: E402
 from api.motif_schema import MotifQuery  # noqa: E402  (imports api.types, not this module)
 
 
@@ -155,6 +156,7 @@ def build_schema(settings: ApiSettings | None = None) -> strawberry.Schema:
 
     return QuietSchema(
         query=query,
+        execution_context_class=ExecutionContext,
         # No ParserCache: its parse errors escape the operation hook (no code, no masking).
         # on_operation hooks exit last-in first-out: ErrorCodes (last) codes the errors
         # before MaskInternalErrors (first) masks the uncoded ones

@@ -14,7 +14,7 @@ from api.pagination import encode_cursor
 from api.partners import fetch, partner_request
 from api.settings import DEFAULT_PAGE, MAX_PAGE
 from core.criteria import CellCriteria
-from core.model import check_version
+from core.model import check_version, prop
 from graph import queries
 from graph.queries import CellRecord, Change, Direction, PartnerOrder
 from graph.releases import ReleaseInfo
@@ -304,17 +304,22 @@ async def _partners(
         **args,
     )
     page = await fetch(info.context, req)
+    root, ctype, outputs = (
+        prop("root_id", req.version),
+        prop("cell_type", req.version),
+        (direction is Direction.OUTPUTS),
+    )
     nodes = [
         Partner(
             cell=Cell(record=p.cell),
             nucleus_id=p.cell.nucleus_id,
-            root_id=_str(p.cell.get("root_id", req.version)),
-            cell_type=p.cell.get("cell_type", req.version),
+            root_id=_str(p.cell.props.get(root)),
+            cell_type=p.cell.props.get(ctype),
             synapses=p.synapses,
             size=None if p.size is None else float(p.size),
             version=req.version,
-            pre=cell.nucleus_id if direction is Direction.OUTPUTS else p.cell.nucleus_id,
-            post=p.cell.nucleus_id if direction is Direction.OUTPUTS else cell.nucleus_id,
+            pre=cell.nucleus_id if outputs else p.cell.nucleus_id,
+            post=p.cell.nucleus_id if outputs else cell.nucleus_id,
         )
         for p in page.partners
     ]

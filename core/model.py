@@ -9,6 +9,7 @@ Nothing else is ever pasted into a query string.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from core.errors import BadRequest
@@ -127,6 +128,7 @@ def rel_type(version: int) -> str:
     return f"SYNAPSE_V{check_version(version)}"
 
 
+@functools.lru_cache(maxsize=4096, typed=True)  # typed: prop(s, True) still raises
 def prop(stem: str, version: int) -> str:
     """`root_id_v117` for ('root_id', 117)."""
     if stem not in RELEASE_PROPERTY:

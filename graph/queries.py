@@ -322,16 +322,21 @@ RETURN statuses, total, has_next, page
     )
 
 
-def _partner(row: Sequence[Any], version: int) -> Partner:
-    key, nucleus_id, root_id, cell_type, synapses, size = row
-    props = {"nucleus_id": nucleus_id, prop("root_id", version): root_id,
-             prop("cell_type", version): cell_type}  # fmt: skip
-    return Partner(
-        cell=CellRecord(nucleus_id=int(nucleus_id), props=props, complete=False),
-        synapses=int(synapses),
-        size=None if size is None else int(size),
-        key=key,
-    )
+def _partners(rows: Sequence[Sequence[Any]], version: int) -> list[Partner]:
+    root, ctype = prop("root_id", version), prop("cell_type", version)
+    return [
+        Partner(
+            cell=CellRecord(
+                nucleus_id=int(nucleus_id),
+                props={"nucleus_id": nucleus_id, root: root_id, ctype: cell_type},
+                complete=False,
+            ),
+            synapses=int(synapses),
+            size=None if size is None else int(size),
+            key=key,
+        )
+        for key, nucleus_id, root_id, cell_type, synapses, size in rows
+    ]
 
 
 async def list_partners(
@@ -362,7 +367,7 @@ async def list_partners(
     row = await _guarded(adb, partners_cypher(version, direction, order), [version], params)
     return PartnerPage(
         total=int(row["total"] or 0),
-        partners=[_partner(r, version) for r in row["page"]],
+        partners=_partners(row["page"], version),
         has_next=bool(row["has_next"]),
     )
 
