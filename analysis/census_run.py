@@ -65,6 +65,11 @@ def select(
         raise BadRequest(f"minSynapses must be >= 1, got {min_synapses}")
     keep = np.ones(g.n, dtype=bool)
     if cell_types is not None:
+        if "cell_type" not in g.carried():  # the motif language's rule: say so, not 0 cells
+            raise BadRequest(
+                "cellTypes: this release's cells carry no cell type; they carry: "
+                + ", ".join(sorted(g.carried()))
+            )
         wanted = set(cell_types)
         types = g.cell_type if g.cell_type is not None else np.full(g.n, None, dtype=object)
         keep &= np.fromiter((t in wanted for t in types), dtype=bool, count=g.n)

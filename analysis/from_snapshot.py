@@ -97,6 +97,29 @@ def read_edge_columns(source: pa.NativeFile | str, m: int) -> tuple[IntArray, Fl
     return syn, size
 
 
+#: snapshot cell columns that are motif node attributes under another name
+ATTRIBUTE_OF_COLUMN = {"x": "position_x", "y": "position_y", "z": "position_z"}
+_FIXED = ("nucleus_id", "cell_type", "is_neuron", "classification_system")
+
+
+def column_values(column: pa.ChunkedArray) -> np.ndarray:
+    """A cell column as numpy: typed when it has no nulls (or is float: NaN), else an object
+    array with None (64-bit IDs keep every digit)."""
+    if column.null_count == 0 or pa.types.is_floating(column.type):
+        return np.asarray(column.to_numpy(zero_copy_only=False))
+    return np.asarray(column.to_pylist(), dtype=object)
+
+
+def cell_attributes(cells: pa.Table) -> dict[str, np.ndarray]:
+    """Every further cell column of a snapshot (root_id, volume, x/y/z as position_x/y/z, the
+    synapse totals, annotation columns), by motif attribute name."""
+    return {
+        ATTRIBUTE_OF_COLUMN.get(name, name): column_values(cells[name])
+        for name in cells.column_names
+        if name not in _FIXED
+    }
+
+
 def release_graph_from_snapshot(
     snap: Snapshot, *, lazy_columns: bool = True, seconds: dict[str, float] | None = None
 ) -> ReleaseGraph:
@@ -112,9 +135,7 @@ def release_graph_from_snapshot(
             seconds[step] = now - clock[0]
         clock[0] = now
 
-    cells = pq.read_table(
-        snap.file(CELLS), columns=["nucleus_id", "cell_type", "is_neuron", "classification_system"]
-    )
+    cells = pq.read_table(snap.file(CELLS))
     nodes = np.ascontiguousarray(cells["nucleus_id"].to_numpy(), dtype=np.int64)
     index = CellIndex(nodes)
     lap("cells")
@@ -144,17 +165,21 @@ def release_graph_from_snapshot(
     def attr(name: str) -> np.ndarray:
         return cells[name].to_numpy(zero_copy_only=False)
 
+    extra = cell_attributes(cells)
+
     if not lazy_columns:
         syn, size = load()
         lap("columns")
         g = ReleaseGraph.build(
             nodes, src, dst, synapses=syn, size=size, cell_type=attr("cell_type"),
             is_neuron=attr("is_neuron"), classification_system=attr("classification_system"),
+            attributes=extra,
         )  # fmt: skip
     else:
         g = ReleaseGraph.build(
             nodes, src, dst, load_columns=load, cell_type=attr("cell_type"),
             is_neuron=attr("is_neuron"), classification_system=attr("classification_system"),
+            attributes=extra,
         )  # fmt: skip
     lap("build")
     return g

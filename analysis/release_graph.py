@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
@@ -156,8 +156,12 @@ class ReleaseGraph:
         cell_type: npt.NDArray[np.object_] | None = None,
         is_neuron: npt.NDArray[np.object_] | None = None,
         classification_system: npt.NDArray[np.object_] | None = None,
+        attributes: dict[str, npt.NDArray[Any]] | None = None,
     ) -> None:
         self.nodes, self.src, self.dst = nodes, src, dst
+        #: further node attributes by name (volume, position_x, root_id, ...), one entry a
+        #: cell: numeric arrays (NaN for null in float ones) or object arrays (None for null)
+        self.attributes: dict[str, npt.NDArray[Any]] = dict(attributes or {})
         self.cell_type, self.is_neuron = cell_type, is_neuron
         self.classification_system = classification_system
         self.uid = next(_uids)
@@ -196,6 +200,28 @@ class ReleaseGraph:
             if name not in self._memo:
                 self._memo[name] = make()
             return self._memo[name]  # type: ignore[no-any-return]
+
+    def node_attribute(self, name: str) -> npt.NDArray[Any] | None:
+        """The values of a node attribute, one a cell (None when the graph has none)."""
+        if name == "nucleus_id":
+            return self.nodes
+        if name in ("cell_type", "is_neuron", "classification_system"):
+            a: npt.NDArray[Any] | None = getattr(self, name)
+            return a
+        return self.attributes.get(name)
+
+    def carried(self) -> frozenset[str]:
+        """Names of the node attributes at least one cell has a value of."""
+        return self.cached("carried", self._carried)
+
+    def _carried(self) -> frozenset[str]:
+        names = ["nucleus_id", "cell_type", "is_neuron", "classification_system", *self.attributes]
+        out = set()
+        for name in names:
+            a = self.node_attribute(name)
+            if a is not None and bool(present(a).any()):
+                out.add(name)
+        return frozenset(out)
 
     def peek(self, name: str) -> Any | None:
         """A cached value if it was made, else None (never builds)."""
@@ -261,6 +287,7 @@ class ReleaseGraph:
         cell_type: npt.ArrayLike | None = None,
         is_neuron: npt.ArrayLike | None = None,
         classification_system: npt.ArrayLike | None = None,
+        attributes: Mapping[str, npt.ArrayLike] | None = None,
     ) -> ReleaseGraph:
         """From node ids (sorted, unique) and edge endpoint indices into them.
         Autapses are dropped (no motif or triad uses them); duplicate edges raise.
@@ -290,11 +317,13 @@ class ReleaseGraph:
             return out
 
         ct, neuron, cs = attr(cell_type), attr(is_neuron), attr(classification_system)
+        extra = {k: _attribute_array(v, n) for k, v in (attributes or {}).items()}
         if strictly_sorted(s, d, n):
             lazy = load_columns is not None and synapses is None and size is None
             syn, sz = (None, None) if lazy else _edge_columns(s.size, synapses, size, load_columns)
             return cls(ids, s, d, synapses=syn, size=sz, load_columns=load_columns if lazy else None,
-                       cell_type=ct, is_neuron=neuron, classification_system=cs)  # fmt: skip
+                       cell_type=ct, is_neuron=neuron, classification_system=cs,
+                       attributes=extra)  # fmt: skip
         syn, sz = _edge_columns(s.size, synapses, size, load_columns)
         keep = s != d
         keys = s[keep] * n + d[keep]
@@ -305,6 +334,7 @@ class ReleaseGraph:
         g = cls(
             ids, s[keep][order], d[keep][order], synapses=syn[keep][order],
             size=sz[keep][order], cell_type=ct, is_neuron=neuron, classification_system=cs,
+            attributes=extra,
         )  # fmt: skip
         g._memo["keys"] = keys
         return g
@@ -321,6 +351,8 @@ class ReleaseGraph:
         for k in ("cell_type", "is_neuron", "classification_system"):
             if attrs.get(k) is not None:
                 attrs[k] = np.asarray(attrs[k], dtype=object)[order]
+        if attrs.get("attributes"):
+            attrs["attributes"] = {k: np.asarray(v)[order] for k, v in attrs["attributes"].items()}
         idx = []
         for ends in (pre, post):
             e = np.asarray(ends, dtype=np.int64)
@@ -352,7 +384,26 @@ class ReleaseGraph:
             synapses=syn, size=sz, load_columns=columns if lazy else None,
             cell_type=sub(self.cell_type), is_neuron=sub(self.is_neuron),
             classification_system=sub(self.classification_system),
+            attributes={k: v[node_mask] for k, v in self.attributes.items()},
         )  # fmt: skip
+
+
+def present(a: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Which entries of an attribute array have a value (not None, not NaN)."""
+    if a.dtype.kind == "f":
+        return ~np.isnan(a)
+    if a.dtype.kind == "O":
+        return np.fromiter((x is not None and x == x for x in a), dtype=bool, count=a.size)
+    return np.ones(a.size, dtype=bool)
+
+
+def _attribute_array(values: npt.ArrayLike, n: int) -> npt.NDArray[Any]:
+    a = np.asarray(values)
+    if a.dtype.kind not in "biuf":
+        a = np.asarray(values, dtype=object)
+    if a.shape != (n,):
+        raise ValueError("node attribute arrays must have one entry per node")
+    return a
 
 
 def _ptr(x: IntArray, n: int) -> IntArray:

@@ -43,6 +43,12 @@ MOTIFS = {
     "constrained 4-node": (
         'A -> B [synapses >= 2]; B -> C; C -> D; A -> D\nA.cell_type = "23P"\nD.cell_type != "BC"'
     ),
+    # DotMotif constructs beyond plain edges: a macro with a named-edge constraint, and a
+    # constraint between two edges (weight = synapses)
+    "macro strong path": (
+        "strong(a, b) {\n  a -> b as e\n  e.weight >= 2\n}\nstrong(A, B)\nstrong(B, C)\nA -> C"
+    ),
+    "inter-edge feed-forward": "A -> B as ab\nB -> C\nA -> C as ac\nab.weight > ac.weight",
 }
 GRAPHS = {"large": (40_000, 4_000_000, 7), "small": (4_000, 150_000, 7)}
 QUICK = {"large": (3_000, 60_000, 7), "small": (1_000, 12_000, 7)}
@@ -76,7 +82,7 @@ def to_nx(g: ReleaseGraph) -> Any:
     ct = g.cell_type if g.cell_type is not None else [None] * g.n
     G.add_nodes_from((int(v), {"cell_type": t}) for v, t in zip(g.nodes, ct, strict=True))
     G.add_edges_from(
-        (int(a), int(b), {"synapses": int(s)})
+        (int(a), int(b), {"synapses": int(s), "weight": int(s)})
         for a, b, s in zip(g.nodes[g.src], g.nodes[g.dst], g.synapses, strict=True)
     )
     return G

@@ -37,7 +37,7 @@ from analysis.from_snapshot import release_graph_from_snapshot
 from analysis.release_graph import ReleaseGraph
 from core.budget import Deadline
 from core.errors import QueryTimeout, ReleaseNotReady
-from core.model import check_version, prop, rel_type
+from core.model import RELEASE_PROPERTIES, check_version, prop, rel_type
 from graph.driver import AsyncDatabase
 from graph.releases import gate
 from snapshot.layout import Snapshot, SnapshotError, open_snapshot
@@ -57,13 +57,21 @@ RETURN r.status AS status, toString(r.started_at) AS started_at,
 def cells_cypher(version: int) -> str:
     """Every cell of the release with its node attributes, by nucleus id."""
     v = check_version(version)
+    scoped = ",\n       ".join(f"c.{prop(p.stem, v)} AS {p.stem}" for p in RELEASE_PROPERTIES)
     return f"""
 MATCH (c:Cell) WHERE c.{prop("root_id", v)} IS NOT NULL
-RETURN c.nucleus_id AS nucleus_id, c.{prop("cell_type", v)} AS cell_type,
-       c.{prop("is_neuron", v)} AS is_neuron,
-       c.{prop("classification_system", v)} AS classification_system
+RETURN c.nucleus_id AS nucleus_id, c.volume AS volume, c.position.x AS position_x,
+       c.position.y AS position_y, c.position.z AS position_z,
+       {scoped}
 ORDER BY nucleus_id
 """
+
+
+#: cell columns of :func:`cells_cypher` kept as further node attributes of the graph
+_EXTRA = ("volume", "position_x", "position_y", "position_z") + tuple(
+    p.stem for p in RELEASE_PROPERTIES if p.stem not in ("cell_type", "is_neuron",
+                                                        "classification_system")
+)  # fmt: skip
 
 
 def edges_cypher(version: int) -> str:
@@ -129,7 +137,17 @@ def build_graph(
         ids, cat("pre"), cat("post"), synapses=cat("synapses"), size=size,
         cell_type=col("cell_type"), is_neuron=col("is_neuron"),
         classification_system=col("classification_system"),
+        attributes={k: _values(col(k)) for k in _EXTRA},
     )  # fmt: skip
+
+
+def _values(values: list[Any]) -> np.ndarray[Any, Any]:
+    """Floats with NaN for null; anything else typed when complete, else object with None."""
+    if any(isinstance(x, float) for x in values):
+        return np.array([np.nan if x is None else x for x in values], dtype=np.float64)
+    if values and all(x is not None for x in values):
+        return np.asarray(values)
+    return np.asarray(values, dtype=object)
 
 
 def _pages(ids: list[int]) -> list[list[int]]:

@@ -34,8 +34,9 @@ from analysis.census import (
     graph_census,
     reciprocal_pairs,
 )
-from analysis.motif.ir import Constraint, Edge, Motif
-from analysis.release_graph import stable_order
+from analysis.motif.attributes import edge_column, resolve
+from analysis.motif.ir import Constraint, Edge, EdgeComparison, Motif, NodeComparison
+from analysis.release_graph import present, stable_order
 from core.budget import Deadline, check
 from core.errors import MotifError
 
@@ -49,42 +50,63 @@ CHUNK_ROWS = 1 << 20
 MAX_CROSS_ROWS = 50_000_000
 
 
+def _static_hit(values: npt.NDArray[Any], ok: BoolArray, c: Constraint) -> BoolArray:
+    """Which entries satisfy ``c``, with DotMotif's rule for missing values (``ok`` False):
+    only ``!=`` and ``!in`` of a list hold on them (Python's ``None != x``)."""
+    out = np.zeros(values.size, dtype=bool)
+    idx = np.flatnonzero(ok)
+    v = values[idx]
+    if c.op in _OPS:
+        hit = np.asarray(_OPS[c.op](v, c.value), dtype=bool) if v.size else np.zeros(0, bool)
+    elif c.op in ("in", "!in"):
+        if isinstance(c.value, tuple):
+            wanted = set(c.value)
+            hit = np.fromiter((x in wanted for x in v), dtype=bool, count=v.size)
+        else:  # a string: the value is a substring of it (DotMotif's `in` on a string)
+            text = str(c.value)
+            hit = np.fromiter((str(x) in text for x in v), dtype=bool, count=v.size)
+    else:  # contains / !contains: the value is a substring of the property
+        needle = str(c.value)
+        hit = np.fromiter((needle in str(x) for x in v), dtype=bool, count=v.size)
+    if c.op.startswith("!") and c.op != "!=":
+        hit = ~hit
+    out[idx] = hit
+    if c.op == "!=" or (c.op == "!in" and isinstance(c.value, tuple)):
+        out[~ok] = True
+    return out
+
+
 def _node_mask(g: ReleaseGraph, constraints: tuple[Constraint, ...]) -> BoolArray:
     mask = np.ones(g.n, dtype=bool)
     for c in constraints:
-        values: npt.NDArray[Any] | None = g.nodes if c.prop == "nucleus_id" else getattr(g, c.prop)
-        if values is None:
-            return np.zeros(g.n, dtype=bool)
-        present = np.array([v is not None for v in values], dtype=bool)
-        if c.op == "in":
-            wanted = set(c.value) if isinstance(c.value, tuple) else {c.value}
-            hit = np.fromiter((v in wanted for v in values), dtype=bool, count=g.n)
-        else:
-            hit = np.asarray(_OPS[c.op](values, c.value), dtype=bool)
-        mask &= hit & present
+        values = g.node_attribute(c.prop)
+        if values is None:  # resolve() refuses attributes the release does not carry
+            values = np.full(g.n, None, dtype=object)
+        mask &= _static_hit(values, present(values), c)
     return mask
+
+
+def _edge_values(g: ReleaseGraph, prop: str, ids: IntArray | None = None) -> npt.NDArray[Any]:
+    def col(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return a if ids is None else a[ids]
+
+    column = edge_column(prop)
+    if column == "synapses":
+        return col(g.synapses)
+    if column == "size":
+        return col(g.size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return col(g.size) / col(g.synapses)
 
 
 def _edge_mask(
     g: ReleaseGraph, constraints: tuple[Constraint, ...], ids: IntArray | None = None
 ) -> BoolArray:
     """Which edges (all, or the edges ``ids``) satisfy the constraints."""
-
-    def col(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        return a if ids is None else a[ids]
-
     mask = np.ones(g.m if ids is None else ids.size, dtype=bool)
     for c in constraints:
-        if c.prop == "synapses":
-            values: npt.NDArray[Any] = col(g.synapses)
-        elif c.prop == "size":
-            values = col(g.size)
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                values = col(g.size) / col(g.synapses)
-        mask &= np.asarray(_OPS[c.op](values, c.value), dtype=bool)
-        if values.dtype.kind == "f":
-            mask &= ~np.isnan(values)
+        values = _edge_values(g, c.prop, ids)
+        mask &= _static_hit(values, present(values), c)
     return mask
 
 
@@ -236,11 +258,69 @@ class _Cross(_Step):
         return rows.shape[0] * self.cands.size - int(np.count_nonzero(self.is_cand[rows]))
 
 
+def _compare(a: npt.NDArray[Any], b: npt.NDArray[Any], op: str) -> BoolArray:
+    """``a[k] op b[k]`` for values that are all present."""
+    if op in _OPS:
+        return np.asarray(_OPS[op](a, b), dtype=bool) if a.size else np.zeros(0, dtype=bool)
+    if op in ("contains", "!contains"):
+        hit = np.fromiter((str(y) in str(x) for x, y in zip(a, b, strict=True)), bool, a.size)
+    else:  # in / !in: a is a substring of b
+        hit = np.fromiter((str(x) in str(y) for x, y in zip(a, b, strict=True)), bool, a.size)
+    return ~hit if op.startswith("!") else hit
+
+
+class _NodeCompare(_Step):
+    """Keep rows where ``col i .left_prop op col j .right_prop``; a missing value on either
+    side never holds (DotMotif skips cells without the attribute)."""
+
+    def __init__(self, g: ReleaseGraph, i: int, j: int, c: NodeComparison) -> None:
+        def column(name: str) -> tuple[npt.NDArray[Any], BoolArray]:
+            a = g.node_attribute(name)
+            a = np.full(g.n, None, dtype=object) if a is None else a
+            return a, present(a)
+
+        self.i, self.j, self.op = i, j, c.op
+        (self.lv, self.lok), (self.rv, self.rok) = column(c.left_prop), column(c.right_prop)
+
+    def __call__(self, rows: IntArray) -> IntArray:
+        x, y = rows[:, self.i], rows[:, self.j]
+        idx = np.flatnonzero(self.lok[x] & self.rok[y])
+        keep = np.zeros(rows.shape[0], dtype=bool)
+        keep[idx] = _compare(self.lv[x[idx]], self.rv[y[idx]], self.op)
+        return rows[keep]
+
+
+class _EdgeCompare(_Step):
+    """Keep rows where ``edge(a, b).left_prop op edge(c, d).right_prop`` (both edges are
+    required, so they exist once their ends are bound). A missing size compares as Python's
+    None does in DotMotif: equal to another missing one, unequal to any number."""
+
+    def __init__(self, g: ReleaseGraph, cols: tuple[int, int, int, int], c: EdgeComparison):
+        self.g, self.cols, self.c = g, cols, c
+
+    def __call__(self, rows: IntArray) -> IntArray:
+        g, (a, b, c, d), n = self.g, self.cols, self.g.n
+        e1 = g.edge_keys.find(rows[:, a] * n + rows[:, b])
+        e2 = g.edge_keys.find(rows[:, c] * n + rows[:, d])
+        v1 = _edge_values(g, self.c.left_prop, e1)
+        v2 = _edge_values(g, self.c.right_prop, e2)
+        ok1, ok2 = present(v1), present(v2)
+        both = ok1 & ok2
+        keep = np.zeros(rows.shape[0], dtype=bool)
+        keep[both] = _compare(v1[both], v2[both], self.c.op)
+        if self.c.op == "=":
+            keep |= ~ok1 & ~ok2
+        elif self.c.op == "!=":
+            keep |= ok1 != ok2
+        return rows[keep]
+
+
 def _plan(g: ReleaseGraph, motif: Motif, induced: bool) -> tuple[list[str], IntArray, list[_Step]]:
     """Join order: (bound node order, first rows, steps that extend/filter rows)."""
     masks = {v: _node_mask(g, motif.constraints_of(v)) for v in motif.nodes}
     tables = [_EdgeTable(g, e, masks) for e in motif.edges]
     forbidden = list(motif.induced_non_edges() if induced else motif.non_edges)
+    node_cmps, edge_cmps = list(motif.node_comparisons), list(motif.edge_comparisons)
     n = g.n
     steps: list[_Step] = []
     pending = list(tables)
@@ -261,6 +341,13 @@ def _plan(g: ReleaseGraph, motif: Motif, induced: bool) -> tuple[list[str], IntA
         for e in [e for e in forbidden if e.src in col and e.dst in col]:
             forbidden.remove(e)
             steps.append(_PairFilter(col[e.src], col[e.dst], n, g.edge_keys, False))
+        for nc in [nc for nc in node_cmps if nc.left in col and nc.right in col]:
+            node_cmps.remove(nc)
+            steps.append(_NodeCompare(g, col[nc.left], col[nc.right], nc))
+        for ec in [ec for ec in edge_cmps if all(v in col for v in (*ec.left, *ec.right))]:
+            edge_cmps.remove(ec)
+            ends = (col[ec.left[0]], col[ec.left[1]], col[ec.right[0]], col[ec.right[1]])
+            steps.append(_EdgeCompare(g, ends, ec))
 
     add_filters()
     while len(order) < len(motif.nodes):
@@ -371,6 +458,7 @@ def count_motif(
     motif; with ``distinct_subgraphs`` divided by the motif's automorphisms.
     Raises QueryTimeout once ``deadline`` passes (checked between chunks). ``progress``
     hears the share done of a census-backed count (:func:`uses_census`)."""
+    motif = resolve(motif, g.carried())
     plain = _count_by_census(g, motif, induced, deadline, progress)
     if plain is not None:
         total = plain
@@ -391,6 +479,7 @@ def find_motif(
 ) -> list[dict[str, int]]:
     """Matches as {node: nucleus_id}, ordered by the nucleus ids in motif node
     order (the order of the Cypher ``match`` query), ``offset`` then ``limit``."""
+    motif = resolve(motif, g.carried())
     order, rows, steps = _plan(g, motif, induced)
     parts = list(_run(rows, steps, deadline))
     if not parts:
@@ -420,11 +509,7 @@ def _embeddings(motif: Motif, induced: bool, present: set[tuple[int, int]], k: i
 def uses_census(motif: Motif) -> bool:
     """Whether :func:`count_motif` counts this motif from the whole triad census (an
     unconstrained 3-node motif): its cost is the census's."""
-    return _unconstrained(motif) and len(motif.nodes) == 3
-
-
-def _unconstrained(motif: Motif) -> bool:
-    return not motif.node_constraints and not any(e.constraints for e in motif.edges)
+    return motif.unconstrained and len(motif.nodes) == 3
 
 
 def _count_by_census(
@@ -438,7 +523,7 @@ def _count_by_census(
     the sum over isomorphism classes of (cells sets in the class) x (embeddings of the
     motif into one of them). None when the motif has constraints or more nodes."""
     k = len(motif.nodes)
-    if not _unconstrained(motif) or k not in (2, 3):
+    if not motif.unconstrained or k not in (2, 3):
         return None
     if k == 2:
         mutual = reciprocal_pairs(g)
@@ -456,7 +541,10 @@ def _count_by_census(
 
 def automorphism_count(motif: Motif, *, induced: bool = False) -> int:
     """Permutations of the motif nodes that map required edges (with their
-    constraints), forbidden edges and node constraints onto themselves."""
+    constraints), forbidden edges, node constraints and comparisons onto themselves."""
+    node_cmps = {c.canonical() for c in motif.node_comparisons}
+    edge_cmps = {c.canonical() for c in motif.edge_comparisons}
+    polar = set(motif.polarities)
     edges = {(e.src, e.dst): frozenset(e.constraints) for e in motif.edges}
     banned = set() if induced else {(e.src, e.dst) for e in motif.non_edges}
     label = {v: frozenset(motif.constraints_of(v)) for v in motif.nodes}
@@ -468,9 +556,25 @@ def automorphism_count(motif: Motif, *, induced: bool = False) -> int:
                 return False
         return all((image[u], image[v]) in banned for u, v in banned if u in image and v in image)
 
+    def symmetric(p: dict[str, str]) -> bool:
+        mapped_nodes = {
+            NodeComparison(p[c.left], c.left_prop, c.op, p[c.right], c.right_prop).canonical()
+            for c in motif.node_comparisons
+        }
+        mapped_edges = {
+            EdgeComparison((p[c.left[0]], p[c.left[1]]), c.left_prop, c.op,
+                           (p[c.right[0]], p[c.right[1]]), c.right_prop).canonical()
+            for c in motif.edge_comparisons
+        }  # fmt: skip
+        return (
+            mapped_nodes == node_cmps
+            and mapped_edges == edge_cmps
+            and {(p[v], k) for v, k in polar} == polar
+        )
+
     def extend(image: dict[str, str]) -> int:
         if len(image) == len(nodes):
-            return 1
+            return int(symmetric(image))
         v = nodes[len(image)]
         total = 0
         for w in nodes:

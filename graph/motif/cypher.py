@@ -23,15 +23,24 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+from analysis.motif.attributes import (
+    ALWAYS_CARRIED,
+    NODE_ATTRIBUTES,
+    NULLABLE_EDGE,
+    edge_column,
+    resolve,
+)
 from analysis.motif.ir import Constraint, Motif
 from core.errors import MotifError
+from core.model import prop
 
-#: Cypher names of node properties; ``{v}`` is the release.
+#: Cypher expressions of node attributes that are not release-scoped; ``{n}`` is the node.
 NODE_PROPERTY_CYPHER = {
-    "cell_type": "cell_type_v{v}",
-    "is_neuron": "is_neuron_v{v}",
-    "classification_system": "classification_system_v{v}",
-    "nucleus_id": "nucleus_id",
+    "nucleus_id": "{n}.nucleus_id",
+    "volume": "{n}.volume",
+    "position_x": "{n}.position.x",
+    "position_y": "{n}.position.y",
+    "position_z": "{n}.position.z",
 }
 #: Cypher expressions of edge properties; ``{r}`` is the relationship variable.
 EDGE_PROPERTY_CYPHER = {
@@ -39,7 +48,7 @@ EDGE_PROPERTY_CYPHER = {
     "size": "{r}.size",
     "mean_size": "toFloat({r}.size) / {r}.synapses",
 }
-_CYPHER_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "in": "IN"}
+_CYPHER_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _RESERVED = set(
     [
         "all",
@@ -131,6 +140,7 @@ def compile_motif(
     mode: Literal["match", "count"] = "match",
     skip: int = 0,
     limit: int = DEFAULT_PAGE_SIZE,
+    carried: frozenset[str] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Return ``(cypher, params)`` finding (``match``) or counting (``count``) the
     injective assignments of motif nodes to cells of release ``version``.
@@ -143,6 +153,7 @@ def compile_motif(
         raise MotifError(f"release version must be a positive int, not {version!r}")
     if mode not in ("match", "count"):
         raise MotifError(f"mode must be 'match' or 'count', not {mode!r}")
+    motif = resolve(motif, carried, f"release {version}")
     rel_type = f"SYNAPSE_V{version}"
     var = {n: _var(n) for n in motif.nodes}
     taken = {n.lower() for n in motif.nodes}
@@ -162,13 +173,20 @@ def compile_motif(
 
     patterns: list[str] = []
     edge_conditions: list[str] = []
+    rel_var: dict[tuple[str, str], str] = {}
     for i, e in enumerate(motif.edges, start=1):
         r = f"{prefix}{i}"
+        rel_var[(e.src, e.dst)] = r
         patterns.append(f"{node(e.src)}-[{r}:{rel_type}]->{node(e.dst)}")
         for c in e.constraints:
-            expr = EDGE_PROPERTY_CYPHER[c.prop].format(r=r)
+            expr = EDGE_PROPERTY_CYPHER[edge_column(c.prop)].format(r=r)
             p = params.add(f"{e.src}_{e.dst}_{c.prop}", c.value)
-            edge_conditions.append(f"{expr} {_CYPHER_OPS[c.op]} {p}")
+            edge_conditions.append(_condition(expr, c, p, c.prop in NULLABLE_EDGE))
+    for ec in motif.edge_comparisons:
+        a = EDGE_PROPERTY_CYPHER[edge_column(ec.left_prop)].format(r=rel_var[ec.left])
+        b = EDGE_PROPERTY_CYPHER[edge_column(ec.right_prop)].format(r=rel_var[ec.right])
+        nullable = ec.left_prop in NULLABLE_EDGE or ec.right_prop in NULLABLE_EDGE
+        edge_conditions.append(_edge_comparison(a, ec.op, b, nullable))
     patterns += [node(n) for n in motif.nodes if n not in seen]
 
     conditions = [f"{var[n]}.root_id_v{version} IS NOT NULL" for n in motif.nodes]
@@ -176,7 +194,13 @@ def compile_motif(
         distinct = [f"{var[u]} <> {var[v]}" for v in motif.nodes[i + 1 :]]
         conditions += _wrap(distinct, 4)
     for n, c in motif.node_constraints:
-        conditions.append(_node_condition(var[n], n, c, version, params))
+        expr = node_property(var[n], c.prop, version)
+        p = params.add(f"{n}_{c.prop}", c.value)
+        conditions.append(_condition(expr, c, p, c.prop not in ALWAYS_CARRIED))
+    for nc in motif.node_comparisons:
+        a = node_property(var[nc.left], nc.left_prop, version)
+        b = node_property(var[nc.right], nc.right_prop, version)
+        conditions.append(_text_or_order(a, nc.op, b))
     conditions += edge_conditions
     forbidden = list(motif.non_edges)
     if induced:
@@ -197,7 +221,58 @@ def compile_motif(
     return "\n".join(lines), params.values
 
 
-def _node_condition(v: str, name: str, c: Constraint, version: int, params: _Params) -> str:
-    prop = NODE_PROPERTY_CYPHER[c.prop].format(v=version)
-    p = params.add(f"{name}_{c.prop}", c.value)
-    return f"{v}.{prop} {_CYPHER_OPS[c.op]} {p}"
+def node_property(v: str, name: str, version: int) -> str:
+    """The Cypher expression of node attribute ``name`` of node variable ``v``."""
+    if name in NODE_PROPERTY_CYPHER:
+        return NODE_PROPERTY_CYPHER[name].format(n=v)
+    if name not in NODE_ATTRIBUTES:
+        raise MotifError(f"unknown node property {name!r}")
+    return f"{v}.{prop(name, version)}"  # a release-scoped property of the model
+
+
+def _text_or_order(a: str, op: str, b: str) -> str:
+    """``a op b`` for two present values (null makes it false, as a missing value must)."""
+    if op in _CYPHER_OPS:
+        return f"{a} {_CYPHER_OPS[op]} {b}"
+    if op == "contains":
+        return f"{a} CONTAINS {b}"
+    if op == "!contains":
+        return f"NOT {a} CONTAINS {b}"
+    if op == "in":
+        return f"{b} CONTAINS {a}"
+    return f"NOT {b} CONTAINS {a}"  # !in
+
+
+def _condition(expr: str, c: Constraint, p: str, nullable: bool) -> str:
+    """``expr op $p`` with DotMotif's rule for a missing value: only ``!=`` and ``!in`` of a
+    list hold on it."""
+    if c.op in ("in", "!in") and isinstance(c.value, tuple):
+        if c.op == "in":
+            return f"{expr} IN {p}"
+        return f"({expr} IS NULL OR NOT {expr} IN {p})" if nullable else f"NOT {expr} IN {p}"
+    if c.op == "!=" and nullable:
+        return f"({expr} IS NULL OR {expr} <> {p})"
+    return _text_or_order(expr, c.op, p)
+
+
+def _edge_comparison(a: str, op: str, b: str, nullable: bool) -> str:
+    """Two edge values; a missing one compares like Python's None (DotMotif)."""
+    plain = _text_or_order(a, op, b)
+    if not nullable or op not in ("=", "!="):
+        return plain
+    if op == "=":
+        return f"({plain} OR ({a} IS NULL AND {b} IS NULL))"
+    return f"({plain} OR ({a} IS NULL) <> ({b} IS NULL))"
+
+
+def carried_cypher(version: int) -> str:
+    """For each node attribute that can be null, whether any cell of the release has it."""
+    cols = [
+        f"count({node_property('c', name, version)}) > 0 AS {name}"
+        for name in NODE_ATTRIBUTES
+        if name not in ALWAYS_CARRIED
+    ]
+    return (
+        f"MATCH (c:Cell) WHERE c.{prop('root_id', version)} IS NOT NULL\n"
+        "RETURN " + ",\n       ".join(cols)
+    )

@@ -7,15 +7,29 @@ names the same matches on every call against a complete (immutable) release.
 
 from __future__ import annotations
 
+from analysis.motif.attributes import ALWAYS_CARRIED, used_node_attributes
 from analysis.motif.ir import Motif
 from graph.driver import AsyncDatabase
-from graph.motif.cypher import compile_motif
+from graph.motif.cypher import carried_cypher, compile_motif
 
 Match = dict[str, int]
 
 
 def _rows_to_matches(motif: Motif, rows: list[dict[str, int]]) -> list[Match]:
     return [{v: int(r[v]) for v in motif.nodes} for r in rows]
+
+
+async def carried_attributes(adb: AsyncDatabase, version: int) -> frozenset[str]:
+    """The node attributes at least one cell of the release has (one pass over its cells)."""
+    rows = await adb.read(carried_cypher(version), {})
+    return ALWAYS_CARRIED | {k for k, v in (rows[0] if rows else {}).items() if v}
+
+
+async def _carried_for(adb: AsyncDatabase, version: int, motif: Motif) -> frozenset[str] | None:
+    """What the motif needs to know of the release (None when it reads no optional attribute)."""
+    if all(a in ALWAYS_CARRIED for a in used_node_attributes(motif)):
+        return None
+    return await carried_attributes(adb, version)
 
 
 async def search_motif(
@@ -28,7 +42,10 @@ async def search_motif(
     limit: int = 100,
 ) -> list[Match]:
     """Matches ``skip`` .. ``skip + limit`` as {node: nucleus_id}."""
-    cypher, params = compile_motif(motif, version, induced=induced, skip=skip, limit=limit)
+    carried = await _carried_for(adb, version, motif)
+    cypher, params = compile_motif(
+        motif, version, induced=induced, skip=skip, limit=limit, carried=carried
+    )
     return _rows_to_matches(motif, await adb.read(cypher, params))
 
 
@@ -37,5 +54,6 @@ async def count_motif_cypher(
 ) -> int:
     """The ordered match count computed by Neo4j (the reference the in-memory count is
     checked against; slower on whole releases)."""
-    cypher, params = compile_motif(motif, version, induced=induced, mode="count")
+    carried = await _carried_for(adb, version, motif)
+    cypher, params = compile_motif(motif, version, induced=induced, mode="count", carried=carried)
     return int((await adb.read(cypher, params))[0]["n"])

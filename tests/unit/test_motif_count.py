@@ -15,6 +15,7 @@ from analysis.census import ReleaseGraph
 from analysis.motif.count import automorphism_count, count_motif, find_motif
 from analysis.motif.ir import Motif
 from analysis.motif.parser import parse_motif
+from core.errors import MotifError
 
 TYPES = ["23P", "BC", "MC", "4P"]
 
@@ -151,13 +152,21 @@ def test_distinct_subgraphs_divide_by_automorphisms(
         assert count_motif(small, motif, distinct_subgraphs=True) == len(distinct)
 
 
-def test_missing_values_never_match() -> None:
+def test_missing_values_follow_dotmotif() -> None:
+    """A missing value satisfies only != (and !in a list), as Python's None does in DotMotif;
+    the expected counts are DotMotif's on the same graph (absent keys)."""
     h = ReleaseGraph.build(
         np.arange(3), [0, 1], [1, 2], size=[np.nan, 5.0], cell_type=[None, "BC", "MC"]
     )
-    assert count_motif(h, parse_motif("A -> B [size != 1]")) == 1
-    assert count_motif(h, parse_motif("A -> B\nA.cell_type != 'MC'")) == 1
-    assert count_motif(h, parse_motif("A -> B\nA.is_neuron = true")) == 0
+    H = nx.DiGraph([(0, 1), (1, 2, {"size": 5.0})])
+    H.nodes[1]["cell_type"], H.nodes[2]["cell_type"] = "BC", "MC"
+    for text in ("A -> B [size != 1]", "A -> B [size > 1]", "A -> B\nA.cell_type != 'MC'",
+                 "A -> B\nA.cell_type = 'BC'"):  # fmt: skip
+        expected = len(GrandIsoExecutor(graph=H).find(DotMotif(text.replace("'", '"'))))
+        assert count_motif(h, parse_motif(text)) == expected, text
+    assert count_motif(h, parse_motif("A -> B\nA.cell_type !in ['MC']")) == 2
+    with pytest.raises(MotifError, match="carry no 'is_neuron'"):
+        count_motif(h, parse_motif("A -> B\nA.is_neuron = true"))
 
 
 # Every 2- and 3-node motif without constraints is counted from the dyad/triad census;

@@ -46,7 +46,8 @@ def test_feed_forward_loop_count_with_node_and_edge_constraints() -> None:
         "  AND B <> C\n"
         "  AND A.cell_type_v943 IN $A_cell_type\n"
         "  AND C.is_neuron_v943 = $C_is_neuron\n"
-        "  AND C.classification_system_v943 <> $C_classification_system\n"
+        "  AND (C.classification_system_v943 IS NULL"
+        " OR C.classification_system_v943 <> $C_classification_system)\n"
         "  AND toFloat(r3.size) / r3.synapses > $A_C_mean_size\n"
         "  AND r3.size < $A_C_size\n"
         "  AND NOT (C)-[:SYNAPSE_V943]->(A)\n"
@@ -102,3 +103,41 @@ def test_paging_parameters() -> None:
 def test_release_version_must_be_a_positive_int(version: object) -> None:
     with pytest.raises(MotifError, match="positive int"):
         compile_motif(parse_motif("A -> B"), version, mode="count")  # type: ignore[arg-type]
+
+
+def test_dotmotif_constructs_compile_to_parameters() -> None:
+    motif = parse_motif(
+        "A -+ B as ab; A -> C as ac\nab.weight >= ac.size\n"
+        'A.volume > B.volume; B.cell_type contains "P"; C.cell_type !in "BC MC"\n'
+        "C.position_x != 3.5\nac.size = ab.mean_size"
+    )
+    cypher, params = compile_motif(motif, 7, mode="count")
+    assert cypher == (
+        "MATCH (A:Cell)-[r1:SYNAPSE_V7]->(B:Cell),\n"
+        "      (A)-[r2:SYNAPSE_V7]->(C:Cell)\n"
+        "WHERE A.root_id_v7 IS NOT NULL\n"
+        "  AND B.root_id_v7 IS NOT NULL\n"
+        "  AND C.root_id_v7 IS NOT NULL\n"
+        "  AND A <> B AND A <> C\n"
+        "  AND B <> C\n"
+        "  AND B.cell_type_v7 CONTAINS $B_cell_type\n"
+        "  AND NOT $C_cell_type CONTAINS C.cell_type_v7\n"
+        "  AND (C.position.x IS NULL OR C.position.x <> $C_position_x)\n"
+        "  AND A.classification_system_v7 = $A_classification_system\n"
+        "  AND A.volume > B.volume\n"
+        "  AND r1.synapses >= r2.size\n"
+        "  AND (r2.size = toFloat(r1.size) / r1.synapses"
+        " OR (r2.size IS NULL AND toFloat(r1.size) / r1.synapses IS NULL))\n"
+        "RETURN count(*) AS n"
+    )
+    assert params == {
+        "B_cell_type": "P",
+        "C_cell_type": "BC MC",
+        "C_position_x": 3.5,
+        "A_classification_system": "excitatory_neuron",
+    }
+
+
+def test_attributes_the_release_lacks_are_refused() -> None:
+    with pytest.raises(MotifError, match="release 7's cells carry no 'classification_system'"):
+        compile_motif(parse_motif("A -+ B"), 7, mode="count", carried=frozenset({"cell_type"}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.motif.ir import Constraint, Edge, Motif
+from analysis.motif.ir import Constraint, Edge, EdgeComparison, Motif, NodeComparison
 from analysis.motif.parser import parse_motif
 from core.errors import MotifError, MotifSyntaxError
 
@@ -63,7 +63,9 @@ def test_repeated_edges_merge_and_induced_pairs() -> None:
         ("A -> B\nB => C", 2, 3),
         ("A -> B\n\n  B -> ", 3, 8),
         ("A -> B [synapses >= ]", 1, 21),
-        ('A -> B\nA.cell_type in "BC"', 2, 16),
+        ("A -> B\nA.cell_type in ", 2, 16),
+        ("tri(A, B) { A -> B", 1, 19),
+        ("A -> B\nA === ", 2, 7),
         ("A -> B $", 1, 8),
         ("A -> B [synapses 3]", 1, 18),
     ],
@@ -78,15 +80,29 @@ def test_syntax_errors_report_line_and_column(text: str, line: int, column: int)
     ("text", "message"),
     [
         (
-            "A -> B [weight > 3]",
-            "unknown edge property 'weight'; allowed: synapses, size, mean_size",
+            "A -> B [colour > 3]",
+            "unknown edge property 'colour'; allowed: synapses, weight, size, mean_size",
         ),
-        ("A -> B\nA.colour = 'red'", "unknown node property 'colour'; allowed: cell_type,"),
-        ("A -> B\nA.cell_type > 'x'", "operator '>' is not allowed on node property 'cell_type'"),
+        ("A -> B\nA.colour = 'red'", "unknown node property 'colour'; allowed: nucleus_id,"),
+        ("A -> B\nA.is_neuron > true", "operator '>' is not allowed on node property 'is_neuron'"),
         ("A -> B\nA.cell_type = 3", "'cell_type' takes a str, not int 3"),
         ("A -> B\nA.is_neuron = 'yes'", "'is_neuron' takes a bool"),
         ("A -> B\nA.nucleus_id in [1, 'x']", "takes int values, not str 'x'"),
+        ("A -> B\nA.volume contains 'x'", "operator 'contains' is not allowed on node property"),
+        ("A -> B\nA.volume > B.cell_type", "A.volume > B.cell_type compares a number with a str"),
+        ("A -> B as ab\nab.weight > A.volume", "cannot compare a node property with an edge"),
+        ("A -> B as ab; A -> C as ab", "edge name 'ab' is already the edge A -> B (line 1)"),
+        ("A !> B as ab\nab.weight > 1", "'ab' names a forbidden edge"),
+        ("A !| B", "a forbidden edge cannot have a polarity; write A !> B"),
+        ("A -> B\nA === C", "A === C: node 'C' is in no edge"),
+        ("f(a) {\n  f(a)\n}", "line 2: macro 'f' calls itself; macros cannot be recursive"),
+        ("f(a) { g(a) }\ng(a) { a -> b }", "macro 'f' calls 'g', which is not defined before it"),
+        ("f(a, b) { a -> b }\nf(X)", "line 2: macro 'f' takes 2 arguments (a, b), not 1"),
+        ("f(a) { a -> c }\nf(X)", "macro 'f' uses 'c', which is not one of its arguments (a)"),
+        ("f(a, b) { a -> b }\nf(a, b) { b -> a }", "line 2: macro 'f' is already defined"),
+        ("g(X, Y)", "unknown macro 'g' (defined: none)"),
         ("A -> B\nA.cell_type in []", "'in' takes a non-empty list"),
+        ("A -> B\nA.volume in 'abc'", "'in' takes a non-empty list"),
         ("A -> B [synapses >= 'many']", "'synapses' takes a number, not str 'many'"),
         ("A -> B [size >= true]", "'size' takes a number, not bool True"),
         ("A -> A", "self-edge A -> A"),
@@ -108,3 +124,51 @@ def test_node_limit_is_a_setting() -> None:
     assert len(parse_motif(text, max_nodes=3).nodes) == 3
     with pytest.raises(MotifError, match="limit is 2"):
         parse_motif(text, max_nodes=2)
+
+
+def test_every_construct_parses_to_the_ir() -> None:
+    m = parse_motif(
+        """
+        # DotMotif's macro, named-edge and automorphism constructs
+        pair(x, y) {
+            x -> y as e      # a named edge, local to each call
+            e.weight >= 2
+        }
+        chain(a, b, c) { pair(a, b); pair(b, c) }
+        chain(A, B, C)
+        A -> C [size > 10] as ac
+        ac.synapses > AB_unused.weight
+        """.replace("ac.synapses > AB_unused.weight", "A -+ D; B -| C\nA.volume > B.volume")
+        + 'A["cell_type"] contains "P"; B.cell_type !in ["BC"]; C.cell_type in "23P 4P"\n'
+        + "D.is_neuron == True; D.position_x <> 1.5; B === C\n"
+        + "A -> B as ab; ab.weight >= ac.weight"
+    )
+    assert m.nodes == ("A", "B", "C", "D")
+    assert m.edges == (
+        Edge("A", "B", (Constraint("weight", ">=", 2),)),
+        Edge("B", "C", (Constraint("weight", ">=", 2),)),
+        Edge("A", "C", (Constraint("size", ">", 10),)),
+        Edge("A", "D"),
+    )
+    assert m.polarities == (("A", "excitatory"), ("B", "inhibitory"))
+    assert m.node_comparisons == (NodeComparison("A", "volume", ">", "B", "volume"),)
+    assert m.edge_comparisons == (EdgeComparison(("A", "B"), "weight", ">=", ("A", "C"), "weight"),)
+    assert m.constraints_of("A") == (Constraint("cell_type", "contains", "P"),)
+    # B === C: both get the union of their constraints (DotMotif's propagation)
+    union = (Constraint("cell_type", "!in", ("BC",)), Constraint("cell_type", "in", "23P 4P"))
+    assert m.constraints_of("B") == m.constraints_of("C") == union
+    assert m.constraints_of("D") == (
+        Constraint("is_neuron", "=", True),
+        Constraint("position_x", "!=", 1.5),
+    )
+    assert m.automorphisms == (("B", "C"),)
+
+
+def test_macro_expansion_budget() -> None:
+    text = "e(a, b) { a -> b }\n"
+    prev = "e"
+    for i in range(12):  # each level calls the one below four times: 4^12 statements
+        text += f"m{i}(a, b) {{ {prev}(a, b); {prev}(b, a); {prev}(a, b); {prev}(b, a) }}\n"
+        prev = f"m{i}"
+    with pytest.raises(MotifError, match="expands to more than 10,000 statements"):
+        parse_motif(text + f"{prev}(A, B)")
