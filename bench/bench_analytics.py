@@ -139,12 +139,12 @@ def task_motifs(version: int) -> dict[str, Any]:
 
 
 def task_null(version: int) -> dict[str, Any]:
-    """One chain's burn-in (2 swaps per edge: 4 rounds) and one sample (2 more rounds and a
-    census of the swapped graph), measured; S samples are estimated from them."""
+    """One chain's burn-in (BURN_IN sweeps) and one sample (SWEEPS more sweeps and a census of
+    the swapped graph), estimated from 6 measured sweeps; S samples are estimated from them."""
     import numpy as np
 
     from analysis.census import census_with_pairs
-    from analysis.nullmodel import _swap_round
+    from analysis.nullmodel import BURN_IN, SWEEPS, _swap_round
 
     g, build, _ = _graph(version)
     rng = np.random.default_rng(1)
@@ -158,8 +158,8 @@ def task_null(version: int) -> dict[str, Any]:
     census_t, _ = timed(lambda: census_with_pairs(g.n, src, dst))
     round_s = float(np.mean([r["s"] for r in rounds]))
     return {"build_s": build, "swap_rounds": rounds, "round_s": round_s,
-            "sample_census_s": census_t, "sample_s": 2 * round_s + census_t,
-            "burn_in_s": 4 * round_s, "peak_mib": peak_mib()}  # fmt: skip
+            "sample_census_s": census_t, "sample_s": SWEEPS * round_s + census_t,
+            "burn_in_s": BURN_IN * round_s, "peak_mib": peak_mib()}  # fmt: skip
 
 
 def task_duckdb(version: int) -> dict[str, Any]:
