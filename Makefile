@@ -51,13 +51,12 @@ demo-data: neo4j-start
 	done
 	$(BIN)/cgraph releases
 
+# `cgraph neo4j start` (in demo-data) has printed the Browser address, user and password;
+# `cgraph serve` prints the GraphQL address once
 demo: demo-data
-	@echo "Neo4j Browser: http://127.0.0.1:7474/browser/  (user neo4j, password from NEO4J_PASSWORD;"
-	@echo "               drag graph/browser-style.grass onto it for the cell colours)"
-	@echo "Neo4j Bolt:    bolt://127.0.0.1:7687"
+	@echo "Neo4j Browser: drag graph/browser-style.grass onto it for the cell colours"
 	@$(BIN)/cgraph serve --host $(HOST) --port $(PORT) & pid=$$!; \
 	  for i in $$(seq 1 100); do curl -sf http://$(HOST):$(PORT)/healthz >/dev/null && break; sleep 0.2; done; \
-	  echo "GraphQL:       http://$(HOST):$(PORT)/graphql  (GraphiQL in a browser)"; \
 	  echo "Sample query:  curl -s http://$(HOST):$(PORT)/graphql -H 'content-type: application/json' \\"; \
 	  echo "                 -d '{\"query\":\"{ releases { version status cells edges synapses } }\"}'"; \
 	  curl -s http://$(HOST):$(PORT)/graphql -H 'content-type: application/json' \

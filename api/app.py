@@ -1,4 +1,6 @@
-"""ASGI app factory: GraphQL at /graphql (GET in a browser: GraphiQL), /healthz.
+"""ASGI app factory: GraphQL at /graphql (GET in a browser: GraphiQL), bulk export under
+/export (api/export.py, the same token), /healthz. Every route answers only requests whose
+Host header is a loopback name or in CGRAPH_ALLOWED_HOSTS (no DNS rebinding).
 
     uvicorn --factory api.app:create_app          # or: cgraph serve
 
@@ -25,8 +27,9 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from api.context import Context
+from api.export import routes as export_routes
 from api.schema import build_schema
-from api.settings import ApiSettings
+from api.settings import LOOPBACK_HOSTS, ApiSettings
 from graph.driver import AsyncDatabase
 from graph.settings import ConnectionSettings
 
@@ -74,7 +77,7 @@ class GraphQLApp(GraphQL[Context, None]):
 
 
 class BearerAuth:
-    """Pure ASGI middleware: with a token configured, /graphql needs `Bearer <token>`.
+    """Pure ASGI middleware: with a token configured, /graphql and /export need `Bearer <token>`.
     The GraphiQL page itself (a browser GET asking for HTML, no query) stays open."""
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
@@ -116,12 +119,54 @@ class BearerAuth:
 
     @staticmethod
     def _protected(scope: Scope) -> bool:
+        if scope["path"].startswith("/export"):
+            return True
         if not scope["path"].startswith("/graphql"):
             return False
         if scope["method"] != "GET" or scope.get("query_string"):
             return True
         accept = dict(scope["headers"]).get(b"accept", b"")
         return b"text/html" not in accept
+
+
+def _host_name(value: bytes) -> str:
+    """The name of a Host header without its port: `[::1]:8000` -> `::1`."""
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:].split("]", 1)[0]
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+class HostCheck:
+    """Pure ASGI middleware: serve only requests whose Host header names this server (loopback
+    names, plus CGRAPH_ALLOWED_HOSTS), so that a web page whose DNS name was rebound to
+    127.0.0.1 cannot read the API from a browser (400 otherwise)."""
+
+    def __init__(self, app: ASGIApp, allowed: tuple[str, ...]) -> None:
+        self.app = app
+        self.allowed = frozenset((*LOOPBACK_HOSTS, *(h.lower() for h in allowed)))
+        self.any = "*" in self.allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.any or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = dict(scope["headers"]).get(b"host", b"")
+        name = _host_name(host)
+        if name in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        message = (f"Host {name!r} is not served here; allowed: {', '.join(sorted(self.allowed))} "
+                   "(CGRAPH_ALLOWED_HOSTS)")  # fmt: skip
+        body = json.dumps({"errors": [{"message": message,
+                                       "extensions": {"code": "BAD_REQUEST"}}]}).encode()  # fmt: skip
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
 
 
 def create_app(
@@ -151,7 +196,7 @@ def create_app(
         await backend.close()
 
     app = Starlette(
-        routes=[Route("/healthz", healthz), Route("/graphql", graphql)],
+        routes=[Route("/healthz", healthz), Route("/graphql", graphql), *export_routes()],
         lifespan=lifespan,
     )
-    return BearerAuth(app, api.token)
+    return HostCheck(BearerAuth(app, api.token), api.allowed_hosts)

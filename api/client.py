@@ -1,10 +1,13 @@
-"""Notebook client for the connectome-graph GraphQL API (pandas DataFrames in, out).
+"""Notebook client for the connectome-graph GraphQL API and its bulk export (pandas DataFrames
+and pyarrow Tables out; imports pandas, httpx and pyarrow only).
 
     >>> from api.client import ConnectomeClient
     >>> client = ConnectomeClient("http://127.0.0.1:8000")          # token=... if the server has one
     >>> client.releases()                                            # one row per release
     >>> client.outputs(nucleus_id, version=343)                      # partners, most synapses first
-    >>> client.synapse_query(pre_ids=root_id, version=343)           # like caveclient's
+    >>> client.synapse_query(post_ids=root_id, version=343)          # like caveclient's
+    >>> client.query_table("nucleus_detection_v0", filter_in_dict={"id": ids}, version=343)
+    >>> client.export_release(343, "synapses")                       # pyarrow Table, no row cap
 
 Root IDs come back as int64 columns (they travel as strings, since JSON numbers lose 64-bit
 integers); every page is fetched for you. A server error raises a subclass of
@@ -18,6 +21,9 @@ from typing import Any
 
 import httpx
 import pandas as pd
+import pyarrow as pa
+
+from api import client_frames as frames
 
 PAGE = 1000
 
@@ -100,8 +106,6 @@ fragment page on PartnerConnection {
 
 PARTNER_COLUMNS = ["nucleus_id", "partner_nucleus_id", "partner_root_id", "partner_cell_type",
                    "synapses", "size"]  # fmt: skip
-SYNAPSE_COLUMNS = ["id", "pre_pt_root_id", "post_pt_root_id", "size",
-                   "pre_nucleus_id", "post_nucleus_id"]  # fmt: skip
 
 
 def _int64(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
@@ -110,14 +114,6 @@ def _int64(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
         if not frame[c].isna().any():
             frame[c] = frame[c].astype("int64")
     return frame
-
-
-def _ids(values: int | str | Iterable[int | str] | None) -> list[int] | None:
-    if values is None:
-        return None
-    if isinstance(values, int | str):
-        return [int(values)]
-    return [int(v) for v in values]
 
 
 class ConnectomeClient:
@@ -166,7 +162,8 @@ class ConnectomeClient:
         )
         frame = pd.DataFrame(data["releases"])
         if len(frame):
-            frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+            # any ISO 8601 form: with or without fractional seconds, Z or an offset, or null
+            frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
             frame = frame.rename(columns={"synapsesTotal": "synapses_total"})
         return frame
 
@@ -303,38 +300,146 @@ class ConnectomeClient:
         self,
         pre_ids: int | str | Iterable[int | str] | None = None,
         post_ids: int | str | Iterable[int | str] | None = None,
+        bounding_box: Any = None,
+        bounding_box_column: str = "post_pt_position",
+        remove_autapses: bool = True,
+        include_zeros: bool = True,
+        limit: int | None = None,
+        offset: int = 0,
+        split_positions: bool = False,
+        desired_resolution: Iterable[float] | None = None,
+        *,
+        version: int,
+        attribution: bool = False,
+    ) -> pd.DataFrame:
+        """caveclient's ``materialize.synapse_query`` on a release: one row per synapse of the
+        source table (fragments included), the same columns, dtypes, position encoding and
+        default filters.
+
+        ``pre_ids`` and ``post_ids`` (a root ID or a list) AND together; ``bounding_box``
+        ``[[min_x, min_y, min_z], [max_x, max_y, max_z]]`` is in voxels of the release and
+        inclusive, on ``bounding_box_column``; autapses are removed and root 0 kept unless told
+        otherwise. Positions are ``[x, y, z]`` arrays in voxels, ``<name>_x/_y/_z`` columns with
+        ``split_positions=True``, scaled to ``desired_resolution`` (nm per unit, e.g.
+        ``[1, 1, 1]`` for nm) when given. Unlike caveclient there is no row cap:
+        ``limit``/``offset`` apply after the filters, in synapse-ID order, and rows always come
+        sorted by ID. ``attribution=True`` adds ``pre_nucleus_id, post_nucleus_id, outcome``.
+        """
+        body: dict[str, Any] = {
+            "version": int(version),
+            "pre_root_ids": frames.id_list(pre_ids),
+            "post_root_ids": frames.id_list(post_ids),
+            "bounding_box": frames.box(bounding_box),
+            "bounding_box_column": bounding_box_column,
+            "remove_autapses": bool(remove_autapses),
+            "include_zeros": bool(include_zeros),
+            "order_by_id": True,
+            "limit": limit,
+            "offset": int(offset or 0),
+        }
+        if body["pre_root_ids"] is None and body["post_root_ids"] is None and bounding_box is None:
+            raise BadRequestError("give pre_ids, post_ids or a bounding_box (a whole release: "
+                                  "export_release)")  # fmt: skip
+        table = self._arrow("POST", "/export/synapses", json=body)
+        frame = frames.synapse_frame(table, split_positions=split_positions,
+                                     desired_resolution=desired_resolution,
+                                     attribution=attribution)  # fmt: skip
+        frame.attrs.update(frames.attrs(table, version, desired_resolution, remove_autapses))
+        return frame
+
+    def query_table(
+        self,
+        table: str,
+        filter_equal_dict: dict[str, Any] | None = None,
+        filter_in_dict: dict[str, Iterable[Any]] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        split_positions: bool = False,
+        desired_resolution: Iterable[float] | None = None,
         *,
         version: int,
     ) -> pd.DataFrame:
-        """One row per synapse between cells, like caveclient's `synapse_query`: columns id,
-        pre_pt_root_id, post_pt_root_id, size, pre_nucleus_id, post_nucleus_id.
+        """caveclient's ``query_table`` on a cell table of a release: ``nucleus_detection_v0``
+        (id, volume, pt_root_id, pt_position), the neuron table (``nucleus_neuron_svm`` /
+        ``nucleus_ref_neuron_svm``) and the cell-type table (``aibs_metamodel_celltypes_v661``,
+        ``allen_soma_coarse_cell_class_model_v1``) as the release was loaded. Equal and IN
+        filters AND together; rows by id."""
+        body = {
+            "version": int(version), "table": table,
+            "filter_equal_dict": frames.plain(filter_equal_dict),
+            "filter_in_dict": {k: frames.plain(list(v)) for k, v in (filter_in_dict or {}).items()},
+            "limit": limit, "offset": int(offset or 0),
+        }  # fmt: skip
+        arrow = self._arrow("POST", "/export/table", json=body)
+        frame = frames.table_frame(arrow, split_positions=split_positions,
+                                   desired_resolution=desired_resolution)  # fmt: skip
+        frame.attrs.update(frames.attrs(arrow, version, desired_resolution, None))
+        return frame
 
-        Only synapses attributed to cell-to-cell connections are in the graph: autapses and
-        synapses on fragments, root 0 or multi-nucleus roots are not returned.
-        """
-        pre, post = _ids(pre_ids), _ids(post_ids)
-        if pre is None and post is None:
-            raise BadRequestError("give pre_ids, post_ids or both")
-        inputs = pre is None
-        roots = post if inputs else pre
-        keep = None if inputs or post is None else set(post)
-        rows: list[tuple[Any, ...]] = []
-        for root in roots or ():
-            for cell in self.cell_by_root_id(root, version)["nucleus_id"]:
-                for own_root, n in self._pages(int(cell), version, inputs=inputs, synapses=True):
-                    other_root = n["rootId"]
-                    if keep is not None and int(other_root) not in keep:
-                        continue
-                    sizes = n["sizes"] or [None] * len(n["synapseIds"])
-                    for sid, size in zip(n["synapseIds"], sizes, strict=True):
-                        if inputs:
-                            rows.append(
-                                (sid, other_root, own_root, size, n["nucleusId"], int(cell))
-                            )
-                        else:
-                            rows.append(
-                                (sid, own_root, other_root, size, int(cell), n["nucleusId"])
-                            )
-        frame = pd.DataFrame(rows, columns=SYNAPSE_COLUMNS)
-        frame = _int64(frame, "id", "pre_pt_root_id", "post_pt_root_id")
-        return frame.sort_values("id", ignore_index=True)
+    # ------------------------------------------------------------------ bulk export (Arrow)
+    @property
+    def base_url(self) -> str:
+        return self.url[: -len("/graphql")]
+
+    def _error(self, response: httpx.Response) -> ApiError:
+        if response.status_code == 401:
+            return UnauthenticatedError("the server wants `token=` (Authorization: Bearer)")
+        try:
+            first = response.json()["errors"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return ApiError(f"HTTP {response.status_code}: {response.text[:200]}")
+        code = (first.get("extensions") or {}).get("code", "INTERNAL")
+        return _BY_CODE.get(code, ApiError)(first.get("message", "error"), code)
+
+    def iter_batches(self, method: str, path: str, **kw: Any) -> Iterator[pa.RecordBatch]:
+        """Record batches of an export endpoint as they arrive (memory: one batch)."""
+        with self._http.stream(method, self.base_url + path, **kw) as response:
+            if response.status_code != 200:
+                response.read()
+                raise self._error(response)
+            reader = pa.ipc.open_stream(frames.IterFile(response.iter_raw(1 << 20)))
+            self._last_schema = reader.schema
+            yield from reader
+
+    def _arrow(self, method: str, path: str, **kw: Any) -> pa.Table:
+        batches = list(self.iter_batches(method, path, **kw))
+        return pa.Table.from_batches(batches, schema=self._last_schema)
+
+    def export_synapses(self, version: int, **query: Any) -> pa.Table:
+        """Any synapse query as a pyarrow Table, every stored column (see the export endpoint
+        for the keys: pre_root_ids, post_root_ids, pre/post_nucleus_ids, bounding_box,
+        bounding_box_column, include_dropped, remove_autapses, include_zeros, columns, limit,
+        offset). Positions in voxels; schema metadata ``cgraph.voxel_size_nm``."""
+        body = {k: frames.plain(v) for k, v in query.items()}
+        return self._arrow("POST", "/export/synapses", json={"version": int(version), **body})
+
+    def export_partners(self, nucleus_id: int, version: int, direction: str = "outputs",
+                        **filters: Any) -> pd.DataFrame:  # fmt: skip
+        """A cell's whole partner table (no paging): the columns of :meth:`partners`, in its
+        order; filters min_synapses, min_size, partner_cell_type, order_by."""
+        body = {"version": int(version), "nucleus_id": int(nucleus_id), "direction": direction,
+                **filters}  # fmt: skip
+        table = self._arrow("POST", "/export/partners", json=body)
+        return frames.to_pandas(table)
+
+    def export_release(self, version: int, what: str = "synapses") -> pa.Table:
+        """A whole release file (``cells``, ``edges`` or ``synapses``) as a pyarrow Table."""
+        return self._arrow("GET", f"/export/release/{int(version)}/{what}")
+
+    def iter_release(self, version: int, what: str = "synapses",
+                     batch_rows: int | None = None) -> Iterator[pa.RecordBatch]:  # fmt: skip
+        """A whole release file batch by batch (bounded memory)."""
+        params = {"batch_rows": batch_rows} if batch_rows else None
+        return self.iter_batches("GET", f"/export/release/{int(version)}/{what}", params=params)
+
+    def download_release(self, version: int, what: str, path: str, *, format: str = "parquet") -> str:  # fmt: skip
+        """Write a whole release file to ``path`` (``parquet`` or ``arrow``), streamed."""
+        url = f"{self.base_url}/export/release/{int(version)}/{what}"
+        with self._http.stream("GET", url, params={"format": format}) as response:
+            if response.status_code != 200:
+                response.read()
+                raise self._error(response)
+            with open(path, "wb") as out:
+                for chunk in response.iter_raw(1 << 20):
+                    out.write(chunk)
+        return path

@@ -8,6 +8,7 @@ masked to "Unexpected error." with code INTERNAL (and logged with its traceback)
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 
 from graphql import GraphQLError
@@ -52,8 +53,17 @@ def code_of(error: GraphQLError) -> str:
     return INTERNAL
 
 
+#: graphql-core's suggestions ("Did you mean ...?") name fields, types and values of the schema
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
 class ErrorCodes(SchemaExtension):
-    """Set `extensions.code` on every error of the result (runs before MaskErrors)."""
+    """Set `extensions.code` on every error of the result (runs before MaskErrors); with
+    ``hide_suggestions`` (CGRAPH_INTROSPECTION=0), strip "Did you mean" from messages."""
+
+    def __init__(self, *, hide_suggestions: bool = False) -> None:
+        super().__init__()
+        self.hide_suggestions = hide_suggestions
 
     def on_operation(self) -> Iterator[None]:
         yield
@@ -64,6 +74,8 @@ class ErrorCodes(SchemaExtension):
         for error in errors:
             code = code_of(error)
             error.extensions = {**(error.extensions or {}), "code": code}
+            if self.hide_suggestions:
+                error.message = _SUGGESTION.sub("", error.message)
             if code == INTERNAL:
                 log.error("internal error at %s", error.path, exc_info=error.original_error)
 

@@ -6,7 +6,10 @@ releases the GIL in its heavy loops, so the event loop keeps serving while they 
 comes in two lanes: *inline* work (a query waiting for its answer) may use every worker; *job*
 work at most ``CGRAPH_JOB_WORKERS`` of them at once (default: all but one), so a long job never
 takes the last worker from the queries. The degree-preserving null runs its Markov chains as
-tasks of this pool (analysis.nullmodel, ``executor``), never in a pool of its own.
+tasks of this pool (analysis.nullmodel, ``executor``), never in a pool of its own. At most
+``CGRAPH_WORK_QUEUE`` inline requests are queued or running (:meth:`WorkerPool.admitted`); one
+more answers LIMIT_EXCEEDED at once instead of waiting out its timeout. The workers run at
+niceness 10, so heavy work takes only the CPU that the event loop and Neo4j leave.
 
 A job (:class:`JobManager`) is keyed by what it computes (the release graph's ``uid``, which
 names one complete load of a release, and the normalised arguments): asking again for the same
@@ -22,6 +25,8 @@ its tasks (so no pool worker ever waits for another). Jobs live in this process'
 | CGRAPH_WORKERS | CPUs | threads of the shared pool |
 | CGRAPH_JOB_WORKERS | CGRAPH_WORKERS - 1 (at least 1) | most pool threads job tasks use at once |
 | CGRAPH_JOB_QUEUE | 8 | most jobs queued or running; more answer LIMIT_EXCEEDED |
+| CGRAPH_WORK_QUEUE | 16 | most inline requests (motifCount, motifCensus) queued or running; |
+| | | more answer LIMIT_EXCEEDED at once |
 | CGRAPH_JOB_KEEP | 3600 | seconds a finished job's result is kept |
 | CGRAPH_JOB_TIMEOUT | 21600 | seconds a job may run before it fails with TIMEOUT |
 """
@@ -29,13 +34,14 @@ its tasks (so no pool worker ever waits for another). Jobs live in this process'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -48,6 +54,7 @@ from core.errors import CGraphError, LimitExceeded, QueryTimeout
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Lane = Literal["inline", "job"]
+WORKER_NICE = 10  # niceness of the pool's threads
 Progress = Callable[[float], None]
 
 
@@ -63,9 +70,11 @@ class WorkerPool:
     """Daemon worker threads fed by two FIFO lanes; inline tasks go first, job tasks only
     while fewer than ``job_workers`` of them run. Threads start on first use."""
 
-    def __init__(self, workers: int, job_workers: int) -> None:
+    def __init__(self, workers: int, job_workers: int, max_inline: int = 16) -> None:
         self.workers = max(1, workers)
         self.job_workers = max(1, min(job_workers, self.workers))
+        self.max_inline = max(1, max_inline)
+        self._inline_requests = 0  # admitted (api.jobs.admitted): queued or running
         self._lanes: dict[Lane, deque[tuple[Future[Any], Callable[[], Any]]]] = {
             "inline": deque(),
             "job": deque(),
@@ -86,6 +95,24 @@ class WorkerPool:
             self._cv.notify()
         return fut
 
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[None]:
+        """One inline request (a query waiting for whole-release work) for as long as it runs;
+        LIMIT_EXCEEDED when ``max_inline`` are already queued or running."""
+        with self._cv:
+            if self._inline_requests >= self.max_inline:
+                raise LimitExceeded(
+                    f"{self._inline_requests} whole-release computations are queued or running, "
+                    f"the most this server takes at once (CGRAPH_WORK_QUEUE); try again later, "
+                    "or run it as a job (startMotifCensus, startMotifCount)"
+                )
+            self._inline_requests += 1
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._inline_requests -= 1
+
     def executor(self, lane: Lane, on_start: Callable[[], None] | None = None) -> Executor:
         """A concurrent.futures.Executor whose tasks go to ``lane``."""
         return _LaneExecutor(self, lane, on_start)
@@ -103,6 +130,10 @@ class WorkerPool:
         return None
 
     def _work(self) -> None:
+        # heavy work takes the CPU the event loop and Neo4j leave: partner queries keep
+        # answering at their pace while censuses run (Linux: niceness is per thread)
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
         while True:
             with self._cv:
                 while (item := self._pick()) is None:
@@ -147,7 +178,8 @@ def pool() -> WorkerPool:
     with _pool_lock:
         if _pool is None:
             workers = _env_int("CGRAPH_WORKERS", os.cpu_count() or 1)
-            _pool = WorkerPool(workers, _env_int("CGRAPH_JOB_WORKERS", max(1, workers - 1)))
+            _pool = WorkerPool(workers, _env_int("CGRAPH_JOB_WORKERS", max(1, workers - 1)),
+                               _env_int("CGRAPH_WORK_QUEUE", 16))  # fmt: skip
         return _pool
 
 
@@ -166,19 +198,24 @@ def available_memory() -> int | None:
 async def run_inline(budget: Deadline, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` on the shared pool's inline lane, awaited without blocking the
     event loop. ``fn`` checks its deadline itself; a task still queued when ``budget`` has
-    passed (plus a second) is cancelled and answers TIMEOUT."""
-    fut = pool().submit("inline", fn, *args, **kwargs)
-    try:
-        return await asyncio.wait_for(asyncio.wrap_future(fut), timeout=budget.remaining() + 1)
-    except TimeoutError:
-        fut.cancel()
-        raise QueryTimeout(budget.seconds) from None
+    passed (plus a second) is cancelled and answers TIMEOUT. LIMIT_EXCEEDED at once when
+    CGRAPH_WORK_QUEUE inline requests are already queued or running."""
+    workers = pool()
+    with workers.admitted():
+        fut = workers.submit("inline", fn, *args, **kwargs)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(fut), timeout=budget.remaining() + 1)
+        except TimeoutError:
+            fut.cancel()
+            raise QueryTimeout(budget.seconds) from None
 
 
 async def run_coordinated(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn`` in a thread of its own (not a pool worker), for callers that hand their work to
-    the pool and wait for it (a null model's chains), so that no pool worker ever waits."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
+    the pool and wait for it (a null model's chains), so that no pool worker ever waits.
+    Admitted like :func:`run_inline` (at most CGRAPH_WORK_QUEUE at once, with it)."""
+    with pool().admitted():
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
 
 class WouldTimeOut(QueryTimeout):

@@ -38,14 +38,15 @@ from analysis.census_run import (
     run_census,
     select,
 )
-from analysis.motif import Motif, count_motif, parse_motif
+from analysis.motif import Motif, count_motif
 from analysis.motif.count import uses_census
 from api import jobs
-from api.pagination import check_first, decode_cursor, encode_cursor
+from api.motif_text import parse_motif_text
+from api.pagination import check_first, decode_int_cursor, encode_cursor
 from api.settings import DEFAULT_PAGE
 from api.types import FIRST_DOC, Cell, CtxInfo, PageInfo
 from core.budget import Deadline
-from core.errors import LimitExceeded
+from core.errors import BadRequest, LimitExceeded
 from core.model import check_version
 from graph.motif.search import search_motif
 from graph.whole_release import get_release_graph
@@ -241,6 +242,8 @@ async def _census_setup(
     check_version(version)
     kind: NullKind = null_model.value
     check_samples(kind, samples)
+    if seed is not None and seed < 0:
+        raise BadRequest(f"seed must be >= 0, got {seed}")
     adb = info.context.adb
     deadline = Deadline.after(adb.settings.query_timeout)
     g = await get_release_graph(adb, version, deadline=deadline)
@@ -288,7 +291,7 @@ def _check_job_memory(sub: ReleaseGraph, kind: NullKind) -> None:
 
 def _cursor_tag(version: int, motif: str, induced: bool) -> str:
     digest = hashlib.sha256(motif.encode()).hexdigest()[:16]
-    return f"MOTIF:{version}:{int(induced)}:{digest}"
+    return f"MOTIF-KEY:{version}:{int(induced)}:{digest}"
 
 
 @strawberry.type
@@ -308,19 +311,23 @@ class MotifQuery:
     ) -> MotifMatchConnection:
         check_version(version)
         check_first(first)
-        parsed = parse_motif(motif)
+        parsed = await parse_motif_text(
+            motif, Deadline.after(info.context.adb.settings.query_timeout)
+        )
         tag = _cursor_tag(version, motif, induced)
-        offset = int(decode_cursor(after, tag, 1)[0]) if after else 0
+        # keyset paging: a cursor is the page's last match (one nucleus ID per motif node)
+        key = decode_int_cursor(after, tag, len(parsed.nodes)) if after else None
+        last = None if key is None else dict(zip(parsed.nodes, map(int, key), strict=True))
         await info.context.require_complete(version)
         rows = await search_motif(
-            info.context.adb, version, parsed, induced=induced, skip=offset, limit=first + 1
+            info.context.adb, version, parsed, induced=induced, after=last, limit=first + 1
         )
         page = rows[:first]
         nodes = [
             MotifMatch(assignments=[MotifAssignment(name=v, nucleus_id=r[v]) for v in parsed.nodes])
             for r in page
         ]
-        end = encode_cursor(tag, offset + len(page)) if page else None
+        end = encode_cursor(tag, *(page[-1][v] for v in parsed.nodes)) if page else None
         return MotifMatchConnection(
             nodes=nodes, page_info=PageInfo(has_next_page=len(rows) > first, end_cursor=end)
         )
@@ -339,9 +346,9 @@ class MotifQuery:
         distinct_subgraphs: bool = False,
     ) -> float:
         check_version(version)
-        parsed = parse_motif(motif)
         adb = info.context.adb
         deadline = Deadline.after(adb.settings.query_timeout)
+        parsed = await parse_motif_text(motif, deadline)
         g = await get_release_graph(adb, version, deadline=deadline)
         done = jobs.manager().done(_count_key(g, parsed, induced, distinct_subgraphs))
         if done is not None:
@@ -437,9 +444,9 @@ class MotifQuery:
         distinct_subgraphs: bool = False,
     ) -> AnalysisJob:
         check_version(version)
-        parsed = parse_motif(motif)
         adb = info.context.adb
         deadline = Deadline.after(adb.settings.query_timeout)
+        parsed = await parse_motif_text(motif, deadline)
         g = await get_release_graph(adb, version, deadline=deadline)
         key = _count_key(g, parsed, induced, distinct_subgraphs)
         manager = jobs.manager()

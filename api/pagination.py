@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any
 
 from api.settings import MAX_PAGE
@@ -34,7 +35,28 @@ def decode_cursor(cursor: str, tag: str, arity: int) -> list[Any]:
     if not isinstance(value, list) or len(value) != arity + 1 or value[0] != tag:
         raise BadRequest(f"cursor {cursor!r} does not belong to this field and ordering")
     key = value[1:]
-    if not all(isinstance(k, int | float) and not isinstance(k, bool) for k in key):
+    if not all(_key_value(k) for k in key):
+        raise BadRequest(f"malformed cursor {cursor!r}")
+    return key
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _key_value(k: object) -> bool:
+    """A number a cursor may hold: a 64-bit integer or a finite float (json reads NaN too)."""
+    if isinstance(k, bool):
+        return False
+    if isinstance(k, int):
+        return INT64_MIN <= k <= INT64_MAX
+    return isinstance(k, float) and math.isfinite(k)
+
+
+def decode_int_cursor(cursor: str, tag: str, arity: int = 1, *, low: int = INT64_MIN) -> list[int]:
+    """The integer keys (nucleus IDs, offsets) of a cursor; BadRequest for a float or a key
+    outside low..2**63-1."""
+    key = decode_cursor(cursor, tag, arity)
+    if not all(isinstance(k, int) and low <= k for k in key):
         raise BadRequest(f"malformed cursor {cursor!r}")
     return key
 
@@ -42,7 +64,7 @@ def decode_cursor(cursor: str, tag: str, arity: int) -> list[Any]:
 def parse_root_id(root_id: str) -> int:
     """A 64-bit root ID sent as a decimal string."""
     text = root_id.strip()
-    if not text.isdigit() or not text.isascii():
+    if len(text) > 20 or not text.isdigit() or not text.isascii():  # 2**63 has 19 digits
         raise BadRequest(f"root ID must be a non-negative decimal integer string, got {root_id!r}")
     value = int(text)
     if value >= 2**63:

@@ -67,8 +67,14 @@ def partner_request(
         where=PartnerFilter(min_synapses, min_size, CellCriteria.of(cell_type=partner_cell_type)),
         order=order,
         first=first,
-        after=(key[0], int(key[1])) if key else None,
+        after=(key[0], _nucleus_key(key[1], after)) if key else None,
     )
+
+
+def _nucleus_key(value: float, cursor: str | None) -> int:
+    if not isinstance(value, int):  # a forged cursor; ours hold the partner's nucleus ID
+        raise BadRequest(f"malformed cursor {cursor!r}")
+    return value
 
 
 async def _run(ctx: Context, req: PartnerRequest) -> PartnerPage:

@@ -6,11 +6,12 @@ tests/api/test_schema.py fails when the two differ.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -21,10 +22,12 @@ from strawberry.extensions import (
 )
 from strawberry.printer import print_schema
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionResult as StrawberryResult
 
 from api.context import Context
 from api.errors import ErrorCodes, MaskInternalErrors
-from api.pagination import check_first, decode_cursor, encode_cursor, parse_root_id
+from api.limits import ArgumentLimits, document_error, refused
+from api.pagination import check_first, decode_int_cursor, encode_cursor, parse_root_id
 from api.partners import discard, drop_leftovers, prefetch
 from api.settings import DEFAULT_PAGE, ApiSettings
 from api.types import (
@@ -64,9 +67,14 @@ class Query:
     @strawberry.field(
         description="The cell whose segment is rootId in a release; null for a segment without "
         "nucleus. A root carrying several nuclei (merge error) answers BAD_REQUEST: use "
-        "cellsByRootId."
+        "cellsByRootId. Without a version, every complete release is searched and the cell's "
+        "matchedReleases say which releases the root belongs to."
     )
-    async def cell_by_root_id(self, info: CtxInfo, root_id: str, version: int) -> Cell | None:
+    async def cell_by_root_id(
+        self, info: CtxInfo, root_id: str, version: int | None = None
+    ) -> Cell | None:
+        if version is None:
+            return await _cell_by_root_any_release(info, root_id)
         cells = await _cells_by_root(info, root_id, version)
         if len(cells) > 1:
             ids = ", ".join(str(c.record.nucleus_id) for c in cells)
@@ -93,7 +101,7 @@ class Query:
         check_version(version)
         check_first(first)
         tag = f"CELLS:{version}"
-        key = decode_cursor(after, tag, 1) if after else None
+        key = decode_int_cursor(after, tag) if after else None
         where = CellCriteria.of(cell_type=cell_type, is_neuron=is_neuron)
         page = await queries.list_cells(
             info.context.adb, version, where=where, first=first,
@@ -113,6 +121,33 @@ class Query:
         )
 
 
+async def _cell_by_root_any_release(info: CtxInfo, root_id: str) -> Cell | None:
+    root = parse_root_id(root_id)
+    complete = [r.version for r in await releases.list_releases(info.context.adb)
+                if r.status == "complete"]  # fmt: skip
+    found = await asyncio.gather(
+        *(queries.find_cells_by_root(info.context.adb, root, v) for v in complete)
+    )
+    info.context.seen_complete(*complete)
+    by_nucleus: dict[int, list[int]] = {}
+    records = {}
+    for v, recs in zip(complete, found, strict=True):
+        if len(recs) > 1:
+            ids = ", ".join(str(r.nucleus_id) for r in recs)
+            raise BadRequest(f"root {root_id} carries {len(recs)} nuclei in release {v} "
+                             f"({ids}); use cellsByRootId with that version")  # fmt: skip
+        for r in recs:
+            by_nucleus.setdefault(r.nucleus_id, []).append(v)
+            records[r.nucleus_id] = r
+    if len(by_nucleus) > 1:
+        raise BadRequest(f"root {root_id} is a different cell in different releases "
+                         f"({by_nucleus}); pass a version")  # fmt: skip
+    if not by_nucleus:
+        return None
+    ((nucleus, versions),) = by_nucleus.items()
+    return Cell(record=records[nucleus], root_versions=tuple(sorted(versions)))
+
+
 async def _cells_by_root(info: CtxInfo, root_id: str, version: int) -> list[Cell]:
     root = parse_root_id(root_id)
     records = await queries.find_cells_by_root(info.context.adb, root, check_version(version))
@@ -130,26 +165,42 @@ class PrefetchCleanup(SchemaExtension):
 
 
 class QuietSchema(strawberry.Schema):
-    """Logs only internal errors (api.errors.ErrorCodes does); coded ones are the client's."""
+    """Logs only internal errors (api.errors.ErrorCodes does); coded ones are the client's.
+    Refuses a document over CGRAPH_MAX_DOCUMENT characters before it is lexed."""
+
+    def __init__(self, *args: Any, limits: ApiSettings, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         return None
 
+    async def execute(  # type: ignore[override]  # the same arguments, passed on
+        self, query: str | None, *args: Any, **kwargs: Any
+    ) -> StrawberryResult:
+        if (error := document_error(query, self.limits)) is not None:
+            return refused(error)
+        return await super().execute(query, *args, **kwargs)
+
 
 from api.execution import ExecutionContext  # noqa: E402
 from api.motif_schema import MotifQuery  # noqa: E402  (imports api.types, not this module)
+from api.synapses import SynapseQueryRoot  # noqa: E402
 
 
 def build_schema(settings: ApiSettings | None = None) -> strawberry.Schema:
     """The schema with its limits: the root Query merges this module's Query with
-    api.motif_schema.MotifQuery. Validation rules are built once and shared (they are
+    api.motif_schema.MotifQuery and api.synapses.SynapseQueryRoot. Validation rules are built once and shared (they are
     stateless); every extension instance is per request."""
     s = settings or ApiSettings()
-    query = merge_types("Query", (Query, MotifQuery))
+    query = merge_types("Query", (Query, MotifQuery, SynapseQueryRoot))
     rules = [
         *QueryDepthLimiter(max_depth=s.max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules,
     ]
+
+    if not s.introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
 
     def limits() -> SchemaExtension:
         return AddValidationRules(rules)
@@ -165,9 +216,11 @@ def build_schema(settings: ApiSettings | None = None) -> strawberry.Schema:
             lambda: MaxTokensLimiter(max_token_count=s.max_tokens),
             limits,
             lambda: ValidationCache(maxsize=256),
+            lambda: ArgumentLimits(s),
             PrefetchCleanup,
-            ErrorCodes,
+            lambda: ErrorCodes(hide_suggestions=not s.introspection),
         ],
+        limits=s,
     )
 
 

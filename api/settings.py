@@ -8,6 +8,12 @@
 | CGRAPH_MAX_ALIASES | 30 | most aliases in one document |
 | CGRAPH_MAX_TOKENS | 2000 | most lexical tokens in one document |
 | CGRAPH_GRAPHIQL | 1 | 0 turns off the GraphiQL IDE served on GET /graphql |
+| CGRAPH_MAX_STRING | 10000 | most characters of one string argument (literal or variable) |
+| CGRAPH_MAX_MOTIF | 20000 | most characters of a motif text (the `motif` argument) |
+| CGRAPH_MAX_DOCUMENT | 100000 | most characters of one GraphQL document |
+| CGRAPH_ALLOWED_HOSTS | (loopback) | comma-separated Host names served besides localhost, 127.0.0.1, ::1 |
+| | | (`*`: any); other Host headers answer 400 (DNS rebinding) |
+| CGRAPH_INTROSPECTION | 1 | 0 turns off introspection and "Did you mean" suggestions |
 
 Pages hold at most :data:`MAX_PAGE` items (`first` above it answers LIMIT_EXCEEDED).
 """
@@ -26,6 +32,14 @@ def _env(name: str, default: str) -> str:
     return value if value not in (None, "") else default
 
 
+def _flag(name: str) -> bool:
+    return _env(name, "1").lower() not in ("0", "false", "no")
+
+
+#: Host names always served (a browser page on another name cannot reach us by rebinding DNS)
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
 @dataclass(frozen=True)
 class ApiSettings:
     token: str | None = field(default=None, repr=False)
@@ -33,6 +47,11 @@ class ApiSettings:
     max_aliases: int = 30
     max_tokens: int = 2000
     graphiql: bool = True
+    max_string: int = 10_000
+    max_motif: int = 20_000
+    max_document: int = 100_000
+    allowed_hosts: tuple[str, ...] = ()  # besides LOOPBACK_HOSTS; "*" allows any
+    introspection: bool = True
 
     @classmethod
     def from_env(cls) -> ApiSettings:
@@ -41,5 +60,12 @@ class ApiSettings:
             max_depth=int(_env("CGRAPH_MAX_DEPTH", str(cls.max_depth))),
             max_aliases=int(_env("CGRAPH_MAX_ALIASES", str(cls.max_aliases))),
             max_tokens=int(_env("CGRAPH_MAX_TOKENS", str(cls.max_tokens))),
-            graphiql=_env("CGRAPH_GRAPHIQL", "1") not in ("0", "false", "no"),
+            graphiql=_flag("CGRAPH_GRAPHIQL"),
+            max_string=int(_env("CGRAPH_MAX_STRING", str(cls.max_string))),
+            max_motif=int(_env("CGRAPH_MAX_MOTIF", str(cls.max_motif))),
+            max_document=int(_env("CGRAPH_MAX_DOCUMENT", str(cls.max_document))),
+            allowed_hosts=tuple(
+                h.strip().lower() for h in _env("CGRAPH_ALLOWED_HOSTS", "").split(",") if h.strip()
+            ),
+            introspection=_flag("CGRAPH_INTROSPECTION"),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -18,6 +18,9 @@ from core.model import check_version, prop
 from graph import queries
 from graph.queries import CellRecord, Change, Direction, PartnerOrder
 from graph.releases import ReleaseInfo
+
+if TYPE_CHECKING:
+    from api.synapses import SynapseConnection
 
 CtxInfo = Info[Context, None]
 FIRST_DOC = f"Page size, at most {MAX_PAGE} (more answers LIMIT_EXCEEDED)."
@@ -166,6 +169,14 @@ def _partner_field(direction: str, description: str) -> Any:
 @strawberry.type(description="A cell: one nucleus. The nucleus ID is stable across releases.")
 class Cell:
     record: strawberry.Private[CellRecord]
+    root_versions: strawberry.Private[tuple[int, ...]] = ()
+
+    @strawberry.field(
+        description="From cellByRootId without a version: the releases in which the root ID "
+        "is this cell's (empty otherwise)."
+    )
+    def matched_releases(self) -> list[int]:
+        return list(self.root_versions)
 
     @strawberry.field
     def nucleus_id(self) -> int:
@@ -273,6 +284,19 @@ class Partner:
     @strawberry.field
     def mean_size(self) -> float | None:
         return None if self.size is None else self.size / self.synapses
+
+    @strawberry.field(
+        description="The edge's synapse rows with positions and every stored column, by "
+        "synapse ID (from the release snapshot's synapse store)."
+    )
+    async def synapse_rows(
+        self,
+        first: Annotated[int, strawberry.argument(description=FIRST_DOC)] = DEFAULT_PAGE,
+        after: str | None = None,
+    ) -> Annotated[SynapseConnection, strawberry.lazy("api.synapses")]:
+        from api.synapses import edge_synapses
+
+        return await edge_synapses(self.version, self.pre, self.post, first, after)
 
 
 @strawberry.type

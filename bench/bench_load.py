@@ -102,7 +102,13 @@ def stage_snapshot(args: argparse.Namespace) -> dict[str, Any]:
         neurons=d / f"neurons_v{VERSION}.parquet", cell_types=d / f"cell_types_v{VERSION}.parquet",
         progress=False, seconds=seconds,
     )  # fmt: skip
-    return {"seconds": seconds, "counts": snap.counts, "path": str(snap.path)}
+    store_bytes = snap.file("synapses.parquet").stat().st_size
+    st = snap.manifest["synapse_store"]
+    store_s = seconds.get("snapshot_store", 0.0)
+    store = {"rows": st["rows"], "bytes": store_bytes, "bytes_per_row": store_bytes / st["rows"],
+             "seconds": store_s, "rows_per_s": st["rows"] / store_s if store_s else None,
+             "row_groups": st["row_groups"], "position_type": st["position_type"]}  # fmt: skip
+    return {"seconds": seconds, "counts": snap.counts, "path": str(snap.path), "store": store}
 
 
 DUCKDB_SQL = """
@@ -225,7 +231,7 @@ def stage_online(args: argparse.Namespace) -> dict[str, Any]:
             import pyarrow as pa
 
             part = pa.Table.from_batches([b]).slice(0, left)
-            w.write_edges(part, None)
+            w.write_edges(part)
             left -= part.num_rows
             if left <= 0:
                 break
@@ -286,7 +292,7 @@ async def _serve(args: argparse.Namespace) -> dict[str, Any]:
     picked = random.Random(VERSION).sample(ids, min(args.cells, len(ids)))
     app = create_app()
     out: dict[str, Any] = {"cells": len(picked)}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost",
                                  timeout=600) as client:  # fmt: skip
 
         async def ask(query: str, variables: dict[str, Any] | None = None) -> tuple[float, Any]:

@@ -77,13 +77,16 @@ def summary_lines(s: LoadSummary) -> list[str]:
     "--versions", default="117,343", show_default=True, help="Release versions, comma separated."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-def synth(out_dir: Path, cells: int, synapses: int, versions: str, seed: int) -> None:
+@click.option("--positions/--no-positions", default=True, show_default=True,
+              help="Write synapse positions (pre/ctr/post, voxels) and supervoxel IDs.")  # fmt: skip
+def synth(out_dir: Path, cells: int, synapses: int, versions: str, seed: int,
+          positions: bool) -> None:  # fmt: skip
     """Write a synthetic MICrONS-like dataset: per version V, nuclei_vV.parquet,
     synapses_vV.parquet, cell_types_vV.parquet and neurons_vV.parquet."""
     from loaders.synth import generate
 
     summary = generate(out_dir, cells=cells, synapses=synapses, versions=parse_versions(versions),
-                       seed=seed, progress=True)  # fmt: skip
+                       seed=seed, progress=True, positions=positions)  # fmt: skip
     for vs in summary.versions:
         click.echo(f"v{vs.version}: " + ", ".join(str(p) for p in vs.files))
 

@@ -110,13 +110,18 @@ def aggregate_to_snapshot(
                 memory=memory or default_memory(), on_rows=bar.update, **options,
             )  # fmt: skip
         t1 = time.perf_counter()
-        with tqdm(total=agg.counts["synapses_used"], desc=f"v{v} snapshot", unit=" synapses",
-                  unit_scale=True, disable=not progress) as bar:  # fmt: skip
+        steps: dict[str, float] = {}
+        with tqdm(total=agg.counts["synapses_used"], desc=f"v{v} snapshot edges",
+                  unit=" synapses", unit_scale=True, disable=not progress) as bar, \
+             tqdm(total=agg.counts["synapses_total"], desc=f"v{v} synapse store",
+                  unit=" rows", unit_scale=True, disable=not progress) as store_bar:  # fmt: skip
             snap = write_release_snapshot(agg, v, timestamp=timestamp, sources=sources.result(),
-                                          voxel_size=voxel_size, on_edges=bar.update)  # fmt: skip
+                                          voxel_size=voxel_size, on_edges=bar.update,
+                                          on_store=store_bar.update, seconds=steps)  # fmt: skip
     if seconds is not None:
         seconds["read_aggregate"] = t1 - t0
         seconds["snapshot"] = time.perf_counter() - t1
+        seconds.update({f"snapshot_{k}": x for k, x in steps.items()})
     return snap, agg.multi_nucleus_roots
 
 

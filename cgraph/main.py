@@ -12,11 +12,12 @@ from typing import Any
 import click
 
 from cgraph.data import drop_release_cmd, list_releases_cmd, load, load_cave, rebuild_cmd, synth
+from cgraph.export import export_cmd
 from cgraph.motif import census_cmd, motif_cmd
 from cgraph.serve import serve
 from core.errors import CGraphError, InputError
 from graph import server
-from graph.settings import ConnectionSettings, ServerSettings
+from graph.settings import PASSWORD_FILE, ConnectionSettings, ServerSettings
 
 EXIT_ERROR = 1
 EXIT_INPUT = 2
@@ -73,11 +74,26 @@ def neo4j_install() -> None:
     click.echo(f"Neo4j {settings.version} installed in {lib}")
 
 
+def browser_login(srv: ServerSettings, conn: ConnectionSettings) -> str:
+    """Where to log in to Neo4j Browser and with which password (NEO4J_PASSWORD when set, else
+    the local server's own: `<home>/password`, or `connectome-local` for an older store)."""
+    if os.environ.get("NEO4J_PASSWORD"):
+        said = "the value of NEO4J_PASSWORD"
+    elif (srv.home / PASSWORD_FILE).exists():
+        said = f"{conn.password} (from {srv.home / PASSWORD_FILE})"
+    else:
+        said = f"{conn.password} (the documented default)"
+    return (f"Neo4j Browser: http://127.0.0.1:{srv.http_port}/browser/  user {conn.user}, "
+            f"password {said}")  # fmt: skip
+
+
 @neo4j.command("start")
 def neo4j_start() -> None:
     """Start the local server (installing it first if needed) and wait until it answers."""
-    st = server.start(ServerSettings.from_env(), ConnectionSettings.from_env())
+    srv, conn = ServerSettings.from_env(), ConnectionSettings.from_env()
+    st = server.start(srv, conn)
     click.echo(st.describe())
+    click.echo(browser_login(srv, conn))
 
 
 @neo4j.command("stop")
@@ -109,6 +125,7 @@ for _cmd in (
     serve,
     motif_cmd,
     census_cmd,
+    export_cmd,
 ):
     cli.add_command(_cmd)
 

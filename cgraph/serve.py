@@ -20,7 +20,8 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     """
     import uvicorn
 
-    click.echo(f"GraphQL on http://{host}:{port}/graphql  (health: /healthz)", err=True)
+    click.echo(f"GraphQL on http://{host}:{port}/graphql  (GraphiQL in a browser; health: "
+               "/healthz)", err=True)  # fmt: skip
     uvicorn.run(
         "api.app:create_app",
         factory=True,

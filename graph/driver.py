@@ -3,7 +3,7 @@
 Every query goes through :class:`AsyncDatabase` (``read``, ``read_auto``, ``write``, ``write_tx``,
 ``run_autocommit``): managed transactions, the database name always passed, reads under a
 timeout that raises `QueryTimeout` instead of returning less, and driver errors mapped to the
-project's named exceptions. Every function of ``graph/`` that queries is ``async`` and takes an
+project's named exceptions (a transaction over Neo4j's memory limit: `LimitExceeded`). Every function of ``graph/`` that queries is ``async`` and takes an
 ``AsyncDatabase``.
 
 Sync code (the CLI, loaders' pipeline, tests, benchmarks) uses :class:`Database`, a runner
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import neo4j
 from neo4j import exceptions as nx
 
-from core.errors import AuthFailed, CGraphError, Neo4jUnavailable, QueryTimeout
+from core.errors import AuthFailed, CGraphError, LimitExceeded, Neo4jUnavailable, QueryTimeout
 from graph.settings import ConnectionSettings
 
 T = TypeVar("T")
@@ -36,6 +36,16 @@ Params = Mapping[str, Any]
 def _is_timeout(exc: Exception) -> bool:
     code = getattr(exc, "code", None) or ""
     return "TransactionTimedOut" in code or "TransactionTimedOutClientConfiguration" in code
+
+
+#: Neo4j's codes for a transaction that needs more memory than the server allows it
+#: (db.memory.transaction.max, dbms.memory.transaction.total.max) or than the heap has
+_MEMORY_CODES = ("MemoryPoolOutOfMemoryError", "TransactionOutOfMemoryError", "OutOfMemoryError")
+
+
+def _is_memory_limit(exc: Exception) -> bool:
+    code = getattr(exc, "code", None) or ""
+    return code.rsplit(".", 1)[-1] in _MEMORY_CODES
 
 
 @contextlib.contextmanager
@@ -56,6 +66,12 @@ def mapped_errors(settings: ConnectionSettings, timeout: float | None = None) ->
     except nx.Neo4jError as exc:
         if _is_timeout(exc):
             raise QueryTimeout(timeout or settings.query_timeout) from exc
+        if _is_memory_limit(exc):
+            raise LimitExceeded(
+                "the query needs more memory than Neo4j allows a transaction "
+                f"({exc.code}); narrow it (anchor a motif node, a smaller page) or raise "
+                "dbms.memory.transaction.total.max / db.memory.transaction.max"
+            ) from exc
         raise
     except nx.ConfigurationError as exc:
         raise CGraphError(f"bad Neo4j configuration: {exc}") from exc

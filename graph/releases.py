@@ -23,6 +23,7 @@ from core.model import (
     CLASS_OF_SYSTEM,
     CLASS_OF_TYPE,
     COMPLETE,
+    DISPLAY_LABELS,
     DROPPING,
     FAILED,
     LOADING,
@@ -195,18 +196,42 @@ SET r += $counts, r.status = $status, r.snapshot = $snapshot, r.finished_at = da
 """
 
 
-def display_labels_cypher(version: int) -> str:
-    ct, cs = prop("cell_type", version), prop("classification_system", version)
+def display_labels_cypher(versions: Sequence[int]) -> str:
+    """Set every cell's display label from the newest of ``versions`` that gives it a cell type
+    (the bulk writer's rule, graph.bulk._labels); only cells whose label changes are written."""
+    newest_first = sorted({check_version(v) for v in versions}, reverse=True)
+    whens = "\n".join(
+        f"                WHEN c.{prop('cell_type', v)} IS NOT NULL"
+        f" THEN [c.{prop('cell_type', v)}, c.{prop('classification_system', v)}]"
+        for v in newest_first
+    )
+    typed = f"CASE\n{whens}\n           END" if newest_first else "null"
     return f"""
-MATCH (c:Cell) WHERE c.{ct} IS NOT NULL
-WITH c, coalesce($by_system[c.{cs}],
-                 CASE WHEN c.{ct} IN $exc THEN 'Excitatory'
-                      WHEN c.{ct} IN $inh THEN 'Inhibitory'
-                      WHEN c.{ct} IN $non THEN 'NonNeuron' END) AS label
+MATCH (c:Cell)
+WITH c, {typed} AS t
+WITH c, CASE WHEN t IS NOT NULL THEN
+          coalesce($by_system[coalesce(t[1], '')],
+                   CASE WHEN t[0] IN $exc THEN 'Excitatory'
+                        WHEN t[0] IN $inh THEN 'Inhibitory'
+                        WHEN t[0] IN $non THEN 'NonNeuron' END) END AS label
+WITH c, label, [x IN labels(c) WHERE x IN $display] AS now
+WHERE now <> [x IN [label] WHERE x IS NOT NULL]
 REMOVE c:Excitatory:Inhibitory:NonNeuron
 WITH c, label WHERE label IS NOT NULL
 SET c:$(label)
 """
+
+
+async def update_display_labels(adb: AsyncDatabase, also: Sequence[int] = ()) -> None:
+    """Recompute the display labels from the complete releases (and ``also``: a release about to
+    be marked complete): each cell's comes from the highest version that types it."""
+    versions = [i.version for i in await list_releases(adb) if i.status == COMPLETE]
+    await adb.write(
+        display_labels_cypher([*versions, *also]),
+        {"by_system": CLASS_OF_SYSTEM, "exc": CLASS_OF_TYPE["Excitatory"],
+         "inh": CLASS_OF_TYPE["Inhibitory"], "non": CLASS_OF_TYPE["NonNeuron"],
+         "display": list(DISPLAY_LABELS)},
+    )  # fmt: skip
 
 
 def written_counts_cypher(version: int) -> str:
@@ -229,16 +254,13 @@ async def finish_load(
     adb: AsyncDatabase, version: int, counts: Mapping[str, int], *, snapshot: str | None = None
 ) -> None:
     """Check the written cells and edges against `counts`, then mark complete. Cells' display
-    labels follow the newest loaded release with cell types."""
+    labels follow the newest (highest) complete release that types them, whatever the load
+    order."""
     (got,) = await adb.read(written_counts_cypher(version), timeout=600)
     want = {"cells": int(counts["cells"]), "edges": int(counts["edges"])}
     if {k: int(got[k]) for k in want} != want:
         raise WriteMismatch(version, f"the graph holds {dict(got)}, the snapshot says {want}")
-    await adb.write(
-        display_labels_cypher(version),
-        {"by_system": CLASS_OF_SYSTEM, "exc": CLASS_OF_TYPE["Excitatory"],
-         "inh": CLASS_OF_TYPE["Inhibitory"], "non": CLASS_OF_TYPE["NonNeuron"]},
-    )  # fmt: skip
+    await update_display_labels(adb, also=[version])
     await adb.write(FINISH, {"version": version, "counts": dict(counts), "status": COMPLETE,
                              "snapshot": snapshot})  # fmt: skip
 
@@ -257,6 +279,7 @@ async def drop_release(adb: AsyncDatabase, version: int) -> None:
     await _clear(adb, version)
     await drop_release_schema(adb, version)
     await adb.write("MATCH (r:Release {version: $version}) DELETE r", {"version": version})
+    await update_display_labels(adb)  # the labels the dropped release gave fall back
 
 
 # --------------------------------------------------------------------------- online writer

@@ -1,9 +1,11 @@
 """A real local Neo4j without Docker: jars from Maven Central, run with the machine's Java.
 
 `install` copies Neo4j Community + Neo4j Browser jars with `mvn` (pom: graph/neo4j-server-pom.xml),
-`start` writes neo4j.conf (127.0.0.1 only), sets the initial password on first start, launches
-the JVM in its own session and waits until Bolt answers `RETURN 1`; `stop` sends SIGTERM.
-Data lives in `<home>/data` and survives restarts.
+`start` writes neo4j.conf (127.0.0.1 only), sets the initial password on first start (through
+an owner-only argument file, never on a command line), launches the JVM in its own session
+(umask 077) and waits until Bolt answers `RETURN 1`; `stop` sends SIGTERM. Data lives in
+`<home>/data` (0700, auth.ini 0600) and survives restarts. Without NEO4J_PASSWORD, the password
+is the one in `<home>/password` (graph.settings.local_password: random, made on first use).
 
 Memory: unless CGRAPH_NEO4J_HEAP / CGRAPH_NEO4J_PAGECACHE say otherwise, `start` sizes the heap
 and the page cache from the machine's RAM and the store size (`memory_plan`), with the brackets
@@ -31,7 +33,7 @@ from importlib import resources
 from pathlib import Path
 
 from core.errors import AuthFailed, CGraphError, ServerError
-from graph.settings import ConnectionSettings, ServerSettings
+from graph.settings import PASSWORD_FILE, ConnectionSettings, ServerSettings
 
 JVM_FLAGS = (
     "-XX:+UseG1GC",
@@ -308,6 +310,7 @@ def main_class(lib: Path) -> str:
 def write_conf(settings: ServerSettings, plan: MemoryPlan | None = None) -> Path:
     for d in (settings.conf_dir, settings.data_dir, settings.logs_dir, settings.run_dir):
         d.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.chmod(0o700)
     for sub in ("import", "plugins"):
         (settings.home / sub).mkdir(exist_ok=True)
     h = settings.home
@@ -376,18 +379,50 @@ def _java_env(settings: ServerSettings) -> dict[str, str]:
     return env
 
 
+def _store_exists(settings: ServerSettings) -> bool:
+    data = settings.data_dir
+    return (data / "dbms" / "auth.ini").exists() or (data / "databases").exists()
+
+
+def _argfile_quote(value: str) -> str:
+    """One argument of a picocli @-file (neo4j-admin's argument files): double-quoted, with
+    backslashes and quotes escaped, so spaces, quotes and '#' stay part of it."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _set_initial_password(settings: ServerSettings, java: str, password: str) -> None:
-    if (settings.data_dir / "dbms" / "auth.ini").exists() or (
-        settings.data_dir / "databases"
-    ).exists():
+    """Set the password of a store that was never started. The password goes to neo4j-admin
+    in an owner-only argument file (`@file`), never on its command line (visible in `ps`)."""
+    if _store_exists(settings):
         return
     if len(password) < 8:
         raise ServerError("NEO4J_PASSWORD must have at least 8 characters")
-    cmd = [java, "-cp", f"{settings.lib}/*", "org.neo4j.cli.AdminTool", "dbms",
-           "set-initial-password", password]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_java_env(settings), check=False)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    argfile = settings.run_dir / f"initial-password.{os.getpid()}.args"
+    argfile.unlink(missing_ok=True)
+    fd = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(_argfile_quote(password) + "\n")
+        cmd = [java, "-Dfile.encoding=UTF-8", "-cp", f"{settings.lib}/*",
+               "org.neo4j.cli.AdminTool", "dbms", "set-initial-password", f"@{argfile}"]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_java_env(settings),
+                              check=False, umask=0o077)  # fmt: skip
+    finally:
+        argfile.unlink(missing_ok=True)
     if proc.returncode != 0:
         raise ServerError(f"could not set the initial password: {proc.stderr.strip()[:300]}")
+    secure_store(settings)
+
+
+def secure_store(settings: ServerSettings) -> None:
+    """The store is the owner's only: data/ 0700, data/dbms/auth.ini 0600, the password file
+    of the home 0600 (stores made before this was done are fixed at their next start)."""
+    with contextlib.suppress(FileNotFoundError):
+        settings.data_dir.chmod(0o700)
+    for path in (settings.data_dir / "dbms" / "auth.ini", settings.home / PASSWORD_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            path.chmod(0o600)
 
 
 def _bolt_uri(settings: ServerSettings) -> str:
@@ -485,6 +520,7 @@ def start(
     plan = memory_plan(settings)
     write_conf(settings, plan)
     _set_initial_password(settings, java, conn.password)
+    secure_store(settings)
     log = settings.logs_dir / "console.log"
     cmd = [java, f"-Xms{plan.heap}", f"-Xmx{plan.heap}", *JVM_FLAGS,
            "-cp", f"{settings.lib}/*", main_class(settings.lib),
@@ -493,7 +529,7 @@ def start(
     with log.open("ab") as fh:
         proc = subprocess.Popen(
             cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=_java_env(settings), start_new_session=True,
+            env=_java_env(settings), start_new_session=True, umask=0o077,
         )  # fmt: skip
     (settings.run_dir / PID_FILE).write_text(str(proc.pid))
     _save_plan(settings, plan)

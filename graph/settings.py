@@ -4,7 +4,9 @@
 |---|---|---|
 | NEO4J_URI | bolt://127.0.0.1:7687 | bolt://, neo4j:// (routing: clusters, Aura), +s/+ssc variants |
 | NEO4J_USER | neo4j | |
-| NEO4J_PASSWORD | connectome-local | local default for the project's own server; set your own |
+| NEO4J_PASSWORD | (generated) | unset: the password file of the local server's home (`<home>/password`, |
+| | | written owner-only with a random password on first use of a new home); a store made |
+| | | before that file existed keeps the old default `connectome-local` |
 | NEO4J_DATABASE | neo4j | every query passes it |
 | CGRAPH_QUERY_TIMEOUT | 30 | seconds; reads that take longer raise QueryTimeout |
 | CGRAPH_NEO4J_HOME | <repo>/.neo4j | where the local server keeps jars, conf, data, logs |
@@ -19,11 +21,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: The password of stores created before generated passwords (and of ConnectionSettings()).
 DEFAULT_PASSWORD = "connectome-local"
+PASSWORD_FILE = "password"  # in the local server's home, mode 0600
 NEO4J_VERSION = "5.26.30"
 BROWSER_VERSION = "5.24.0"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,10 +53,43 @@ class ConnectionSettings:
         return cls(
             uri=_env("NEO4J_URI", cls.uri),
             user=_env("NEO4J_USER", cls.user),
-            password=_env("NEO4J_PASSWORD", DEFAULT_PASSWORD),
+            password=_env("NEO4J_PASSWORD", "") or local_password(_home_from_env()),
             database=_env("NEO4J_DATABASE", cls.database),
             query_timeout=float(_env("CGRAPH_QUERY_TIMEOUT", str(cls.query_timeout))),
         )
+
+
+def _home_from_env() -> Path:
+    return Path(_env("CGRAPH_NEO4J_HOME", str(REPO_ROOT / ".neo4j"))).resolve()
+
+
+def _store_exists(home: Path) -> bool:
+    data = home / "data"
+    return (data / "dbms" / "auth.ini").exists() or (data / "databases").exists()
+
+
+def local_password(home: Path) -> str:
+    """The password of the local server in ``home`` when NEO4J_PASSWORD is unset: the one in
+    ``<home>/password``; for a store created before that file existed, the old default; for a
+    new home, a random one, written there now (owner-only) so that every command finds it."""
+    path = home / PASSWORD_FILE
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_text().strip()
+    if _store_exists(home):
+        return DEFAULT_PASSWORD
+    home.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(18)
+    tmp = home / f".{PASSWORD_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    try:  # link, not rename: of two first commands at once, one wins and both read its file
+        os.link(tmp, path)
+    except FileExistsError:
+        password = path.read_text().strip()
+    finally:
+        tmp.unlink()
+    return password
 
 
 @dataclass(frozen=True)
@@ -68,7 +107,7 @@ class ServerSettings:
     @classmethod
     def from_env(cls) -> ServerSettings:
         return cls(
-            home=Path(_env("CGRAPH_NEO4J_HOME", str(REPO_ROOT / ".neo4j"))).resolve(),
+            home=_home_from_env(),
             version=_env("CGRAPH_NEO4J_VERSION", NEO4J_VERSION),
             heap=os.environ.get("CGRAPH_NEO4J_HEAP") or None,
             pagecache=os.environ.get("CGRAPH_NEO4J_PAGECACHE") or None,

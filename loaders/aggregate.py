@@ -30,6 +30,11 @@ Annotation rows (neuron, cell-type tables) whose nucleus is not in the nuclei ta
 annotation table is an error. Everything is validated before anything is returned, so a writer
 never sees partial data.
 
+Every synapse row also goes to the release's synapse store (loaders.store, layout in
+snapshot/layout.py) with its outcome: ``used``, ``autapse``, ``root0``, ``multi_nucleus_root``
+or ``partner_without_nucleus`` (the rule above that classified it), and the nucleus each root
+maps to uniquely (null otherwise; an autapse on a cell's root keeps that cell on both sides).
+
 Speed: synapses stream in batches of ``batch_rows`` (memory bounded by it); root lookup is a
 vectorised open-address hash (exact, with a sorted-array fallback on collisions); the next
 batch is read in a background thread while the current one is classified.
@@ -50,6 +55,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import InputError
@@ -68,6 +74,8 @@ from loaders.readers import (
     to_ids,
     to_sizes,
 )
+from loaders.store import StoreBuilder
+from loaders.store_columns import StorePlan, plan_store, position_arrays, store_batch
 from loaders.tables import (
     CELL_TYPES,
     NEURONS,
@@ -78,6 +86,14 @@ from loaders.tables import (
     Edges,
     ReleaseData,
 )
+from snapshot.layout import OUTCOME_TYPE, OUTCOMES, POINTS, store_schema
+
+
+def spill_schema(position_type: pa.DataType, extras: list[pa.Field]) -> pa.Schema:
+    """The store's schema with the outcome as int8 codes (how rows are buffered and spilled)."""
+    schema = store_schema(position_type, extras)
+    return schema.set(schema.get_field_index("outcome"), pa.field("outcome", pa.int8()))
+
 
 ROOT0, MULTI, NONE = -3, -2, -1
 DEFAULT_MEMORY = 4 << 30  # bytes: CGRAPH_LOAD_MEMORY / --memory
@@ -121,16 +137,22 @@ def aggregate_release(
             labels.update(got)
             counts[f"{table[:-1]}_rows_unmatched"] = unmatched
     index = RootIndex(cells.root_id)
-    acc = SynapseAccumulator(
-        index, memory=memory, expected_rows=estimate_rows(opened[SYNAPSES]), spill_dir=spill_dir
-    )
+    expected = estimate_rows(opened[SYNAPSES])
+    acc = SynapseAccumulator(index, memory=memory, expected_rows=expected, spill_dir=spill_dir)
+    store = StoreBuilder(memory=memory, expected_rows=expected, spill_dir=spill_dir)
+    plan = plan_store(opened[SYNAPSES], colmaps[SYNAPSES],
+                      set(_synapse_columns(opened[SYNAPSES], colmaps[SYNAPSES])))  # fmt: skip
+    integral = True
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="root-lookup") as pool:
             acc.pool = pool
-            for pre, post, ids, sizes in prefetch(
-                _synapse_batches(opened[SYNAPSES], colmaps[SYNAPSES], batch_rows)
+            for pre, post, ids, sizes, extra, whole in prefetch(
+                _synapse_batches(opened[SYNAPSES], colmaps[SYNAPSES], batch_rows, plan)
             ):
-                acc.add(pre, post, ids, sizes)
+                outcome, a, b = acc.add(pre, post, ids, sizes)
+                integral = integral and whole
+                _store_table(store, pre, post, ids, sizes, extra, whole, outcome, a, b,
+                             cells.nucleus_id, plan)  # fmt: skip
                 if on_rows is not None:
                     on_rows(len(pre))
             acc.pool = None
@@ -138,8 +160,30 @@ def aggregate_release(
             raise InputError("no data rows", file=opened[SYNAPSES].name)
     except BaseException:
         acc.cleanup()
+        store.cleanup()
         raise
     counts.update(acc.counts)
+    has_positions = any(spec is not None for spec in plan.points.values())
+    position_type = pa.int32() if integral else pa.float64()
+    c = acc.counts
+    store_meta = {
+        "position_unit": "voxel",
+        "position_type": str(position_type) if has_positions else None,
+        "voxel_size_nm": [float(v) for v in voxel_size],
+        "extra_columns": [name for name, _ in plan.extras],
+        "bookkeeping_columns": [name for name, _ in plan.bookkeeping],
+        "outcomes": {
+            "used": c["synapses_used"],
+            "autapse": c["dropped_autapse"],
+            "root0": c["dropped_root0"],
+            "multi_nucleus_root": c["dropped_multi_nucleus_root"],
+            "partner_without_nucleus": c["dropped_partner_without_nucleus"],
+        },
+        "sources": {
+            "supervoxels": plan.supervoxels,
+            "positions": {p: list(v) if v else None for p, v in plan.points.items()},
+        },
+    }
     return AggregatedRelease(
         cells=cells,
         annotations=Annotations(**labels),
@@ -148,6 +192,9 @@ def aggregate_release(
         counts=counts,
         multi_nucleus_roots=index.multi_nucleus_roots(cells.nucleus_id),
         accumulator=acc,
+        store=store,
+        store_schema=spill_schema(position_type, plan.extra_fields()),
+        store_meta=store_meta,
     )
 
 
@@ -173,6 +220,17 @@ class AggregatedRelease:
     counts: dict[str, int]
     multi_nucleus_roots: dict[int, list[int]]
     accumulator: SynapseAccumulator
+    store: StoreBuilder
+    store_schema: pa.Schema  # as spilled: outcome as int8 codes (see iter_store)
+    store_meta: dict[str, Any]
+
+    @property
+    def snapshot_store_schema(self) -> pa.Schema:
+        return outcome_dictionary(self.store_schema.empty_table()).schema
+
+    def iter_store(self) -> Iterator[pa.Table]:
+        """The synapse store, sorted by (post_pt_root_id, id), one partition at a time."""
+        return (outcome_dictionary(t) for t in self.store.iter_tables(self.store_schema))
 
     @property
     def has_size(self) -> bool:
@@ -197,6 +255,10 @@ class AggregatedRelease:
             in_synapses=self.in_synapses,
             counts=self.counts,
             multi_nucleus_roots=self.multi_nucleus_roots,
+            store=pa.concat_tables(
+                [outcome_dictionary(self.store_schema.empty_table()), *self.iter_store()]
+            ),  # fmt: skip
+            store_meta=self.store_meta,
         )
 
 
@@ -349,18 +411,33 @@ def _aligned(n: int, where: np.ndarray, values: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- synapses
 
 
-Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+Batch = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any], bool
+]  # pre, post, ids, sizes, the store's other columns, positions integral
 
 
-def _synapse_batches(opened: Opened, colmap: Mapping[str, str], batch_rows: int) -> Iterator[Batch]:
+def _synapse_columns(opened: Opened, colmap: Mapping[str, str]) -> list[str]:
+    """Source columns of pre root, post root, id (optional) and size (optional)."""
     pre_col = _required(opened, colmap, "pre_pt_root_id")
     post_col = _required(opened, colmap, "post_pt_root_id")
     id_col = source_column(colmap, opened, "id")
     size_col = source_column(colmap, opened, "size")
-    cols = [pre_col, post_col, *([id_col] if id_col else []), *([size_col] if size_col else [])]
-    ints = [pre_col, post_col, *([id_col] if id_col else []), *([size_col] if size_col else [])]
+    return [pre_col, post_col, *([id_col] if id_col else []), *([size_col] if size_col else [])]
+
+
+def _synapse_batches(
+    opened: Opened, colmap: Mapping[str, str], batch_rows: int, plan: StorePlan
+) -> Iterator[Batch]:
+    pre_col = _required(opened, colmap, "pre_pt_root_id")
+    post_col = _required(opened, colmap, "post_pt_root_id")
+    id_col = source_column(colmap, opened, "id")
+    size_col = source_column(colmap, opened, "size")
+    ints = _synapse_columns(opened, colmap)
+    cols = ints + [c for c in plan.columns if c not in ints]
+    ints += plan.int_columns
     name = opened.name
-    for offset, b in iter_batches(opened, cols, int_columns=ints, batch_rows=batch_rows):
+    for offset, b in iter_batches(opened, cols, int_columns=ints, batch_rows=batch_rows,
+                                  column_types=plan.column_types):  # fmt: skip
         pre = to_ids(b[pre_col], file=name, column=pre_col, row_offset=offset)
         post = to_ids(b[post_col], file=name, column=post_col, row_offset=offset)
         ids = (
@@ -373,7 +450,71 @@ def _synapse_batches(opened: Opened, colmap: Mapping[str, str], batch_rows: int)
             if size_col
             else None
         )
-        yield pre, post, ids, sizes
+        extra, integral = store_batch(plan, b, len(pre), file=name, offset=offset)
+        yield pre, post, ids, sizes, extra, integral
+
+
+_OUTCOME_DICT = pa.array(list(OUTCOMES), pa.string())
+_WORST_OUTCOME = np.array([2, 3, 4], dtype=np.int8)  # ROOT0, MULTI, NONE -> outcome code
+
+
+def _store_table(
+    store: StoreBuilder,
+    pre: np.ndarray,
+    post: np.ndarray,
+    ids: np.ndarray,
+    sizes: np.ndarray | None,
+    extra: dict[str, Any],
+    integral: bool,
+    outcome: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    nucleus_id: np.ndarray,
+    plan: StorePlan,
+) -> None:
+    """One batch of store rows, grouped by the store's post-root partitions, into ``store``
+    (columns in store order; ``outcome`` as int8 codes until the store is written)."""
+    n = len(pre)
+    order, offsets = store.partition(post, ids, _ROW_BYTES)
+
+    def take(x: np.ndarray) -> np.ndarray:
+        return x if order is None else x[order]
+
+    def nullable(values: np.ndarray, null: np.ndarray | None) -> pa.Array:
+        return pa.array(take(values), mask=None if null is None else take(null))
+
+    cols: dict[str, Any] = {
+        "id": pa.array(take(ids)),
+        "pre_pt_root_id": pa.array(take(pre)),
+        "post_pt_root_id": pa.array(take(post)),
+    }
+    for name in ("pre_pt_supervoxel_id", "post_pt_supervoxel_id"):
+        sv = extra[name]
+        cols[name] = pa.nulls(n, pa.int64()) if sv is None else nullable(*sv)
+    cols["size"] = pa.array(take(sizes)) if sizes is not None else pa.nulls(n, pa.int64())
+    for p in POINTS:
+        for k, arr in zip("xyz", position_arrays(extra[p], n, integral, order), strict=True):
+            cols[f"{p}_{k}"] = arr
+    for name, idx in (("pre_nucleus_id", a), ("post_nucleus_id", b)):
+        idx = take(idx)
+        values = nucleus_id[np.maximum(idx, 0)] if len(nucleus_id) else np.zeros(n, np.int64)
+        cols[name] = pa.array(values, mask=idx < 0)
+    cols["outcome"] = pa.array(take(outcome), pa.int8())
+    taken = None if order is None else pa.array(order)
+    for name, _ in plan.extras + plan.bookkeeping:
+        cols[name] = extra[name] if taken is None else extra[name].take(taken)
+    store.add(pa.table(cols), offsets)
+
+
+_ROW_BYTES = 110.0  # a store row while buffered (plans the partitions)
+
+
+def outcome_dictionary(table: pa.Table) -> pa.Table:
+    """The store's int8 outcome codes as the dictionary column of the snapshot."""
+    i = table.schema.get_field_index("outcome")
+    codes = table.column(i).combine_chunks()
+    return table.set_column(i, pa.field("outcome", OUTCOME_TYPE),
+                            pa.DictionaryArray.from_arrays(codes, _OUTCOME_DICT))  # fmt: skip
 
 
 def prefetch(it: Iterator[T], depth: int = 1) -> Iterator[T]:
@@ -514,7 +655,10 @@ class SynapseAccumulator:
 
     def add(
         self, pre: np.ndarray, post: np.ndarray, ids: np.ndarray, sizes: np.ndarray | None
-    ) -> None:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Classify and keep one batch; returns each row's outcome code (index into
+        snapshot.layout.OUTCOMES, int8) and the pre and post roots' lookups (cell index >= 0
+        when the root maps to one nucleus)."""
         self.has_size = sizes is not None
         if self.pool is None:
             a, b = self.index.lookup(pre), self.index.lookup(post)
@@ -522,15 +666,20 @@ class SynapseAccumulator:
             pending = self.pool.submit(self.index.lookup, pre)
             b = self.index.lookup(post)
             a = pending.result()
+        a0, b0 = a, b
         aut = pre == post
         n_aut = int(np.count_nonzero(aut))
         if n_aut:  # autapses leave every count below
+            a, b = a.copy(), b.copy()
             a[aut] = ROOT0
             b[aut] = ROOT0
         n = self.n
         self.out_synapses += np.bincount(a + 3, minlength=n + 3)[3:]
         self.in_synapses += np.bincount(b + 3, minlength=n + 3)[3:]
         worst = np.minimum(a, b)  # ROOT0 < MULTI < NONE < cell: the order of the rules
+        outcome = np.where(worst >= 0, np.int8(0), _WORST_OUTCOME[np.clip(worst + 3, 0, 2)])
+        if n_aut:
+            outcome[aut] = 1
         used = np.flatnonzero(worst >= 0)
         kinds = np.bincount(worst + 3, minlength=3)[:3]
         c = self.counts
@@ -555,6 +704,7 @@ class SynapseAccumulator:
                 self._keep(int(p), keys[sel], uid[sel], None if usz is None else usz[sel])
         if self._buffered > self.memory // 4:
             self._flush()
+        return outcome, a0, b0
 
     def _keep(self, p: int, keys: np.ndarray, ids: np.ndarray, sizes: np.ndarray | None) -> None:
         self._parts[p].append((keys, ids, sizes))

@@ -64,6 +64,16 @@ def parse_positions(
     return xyz * scale
 
 
+def parse_split(
+    series: Sequence[pd.Series], columns: Sequence[str], file: str | None, row_offset: int = 0
+) -> np.ndarray:
+    """Three numeric columns (x, y, z; named ``columns`` in messages) as an (n, 3) float64
+    array, unscaled; a missing or non-numeric value raises InputError (file, column, row)."""
+    return np.column_stack(
+        [_numeric(s, file, c, row_offset) for s, c in zip(series, columns, strict=True)]
+    )
+
+
 def _fail(file: str | None, column: str, index: int, value: object, row_offset: int) -> InputError:
     return InputError(
         f"cannot parse position {value!r} (expected 3 numbers such as '[x y z]' or '(x, y, z)')",

@@ -11,7 +11,8 @@ raises :class:`core.errors.InputError` naming the file, the column and the 1-bas
 
 Column mapping: ``{canonical_dest: source_column}`` applies to every table that has
 ``source_column``; a key ``"synapses.size"`` applies to that table only (see
-:func:`resolve_mapping`).
+:func:`resolve_mapping`). A ``*`` in the source names the three split columns of a position:
+``pre_pt_position=pre_pos_*_vx`` maps ``pre_pt_position_x`` to ``pre_pos_x_vx`` and so on.
 """
 
 from __future__ import annotations
@@ -119,7 +120,13 @@ def resolve_mapping(
     A source column found in no (or not in the named) table raises InputError naming it.
     """
     out: dict[str, dict[str, str]] = {t: {} for t in opened}
+    items: list[tuple[str, str]] = []
     for key, src in (mapping or {}).items():
+        if "*" in src:  # a split position: one mapping per axis
+            items += [(f"{key}_{k}", src.replace("*", k)) for k in "xyz"]
+        else:
+            items.append((key, src))
+    for key, src in items:
         table, _, dest = key.rpartition(".")
         targets = [table] if table else list(opened)
         if table and table not in opened:
@@ -282,12 +289,36 @@ def read_frame(
     return frame
 
 
+def sniff_types(opened: Opened, columns: Sequence[str]) -> dict[str, pa.DataType]:
+    """Arrow types of ``columns``: from the schema (Parquet, Arrow, DataFrame), or as pyarrow
+    infers them from the first block of a CSV file."""
+    cols = [c for c in dict.fromkeys(columns) if c in opened.columns]
+    if not cols:
+        return {}
+    if opened.kind == "frame":
+        assert opened.frame is not None
+        schema = pa.Schema.from_pandas(opened.frame.loc[:, cols].head(10_000), preserve_index=False)
+    elif opened.kind == "parquet":
+        schema = pq.ParquetFile(opened.path).schema_arrow
+    elif opened.kind == "ipc":
+        schema = ipc.open_file(pa.memory_map(str(opened.path))).schema
+    else:
+        ro, co = _csv_options(opened, cols, {})
+        try:
+            with pacsv.open_csv(str(opened.path), read_options=ro, convert_options=co) as r:
+                schema = r.schema
+        except pa.ArrowInvalid as e:
+            raise InputError(f"cannot read CSV: {e}", file=opened.name) from e
+    return {c: schema.field(c).type for c in cols if c in schema.names}
+
+
 def iter_batches(
     opened: Opened,
     columns: Sequence[str],
     *,
     int_columns: Sequence[str] = (),
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    column_types: Mapping[str, pa.DataType] | None = None,
 ) -> Iterator[tuple[int, dict[str, pa.Array | pd.Series]]]:
     """Stream ``columns`` in batches of at most ``batch_rows`` rows.
 
@@ -312,7 +343,7 @@ def iter_batches(
         reader = ipc.open_file(pa.memory_map(str(opened.path)))
         source = (reader.get_batch(i).select(cols) for i in range(reader.num_record_batches))
     else:
-        source = _csv_batches(opened, cols, int_columns)
+        source = _csv_batches(opened, cols, int_columns, column_types)
     for batch in _rechunk(source, batch_rows):
         yield offset, {c: batch.column(c) for c in cols}
         offset += batch.num_rows
@@ -353,10 +384,14 @@ def _csv_options(
 
 
 def _csv_batches(
-    opened: Opened, cols: list[str], int_columns: Sequence[str]
+    opened: Opened,
+    cols: list[str],
+    int_columns: Sequence[str],
+    column_types: Mapping[str, pa.DataType] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     types = {c: pa.int64() for c in int_columns if c in cols}
-    ro, co = _csv_options(opened, cols, types)
+    other = {c: t for c, t in (column_types or {}).items() if c in cols and c not in types}
+    ro, co = _csv_options(opened, cols, {**other, **types})
     try:
         reader = pacsv.open_csv(str(opened.path), read_options=ro, convert_options=co)
         yield from reader

@@ -3,8 +3,12 @@
 ``generate(out_dir, cells=..., synapses=..., versions=[...])`` writes, per version ``V``:
 
 - ``nuclei_v{V}.parquet``: ``id, volume, pt_position_x, pt_position_y, pt_position_z, pt_root_id``
-- ``synapses_v{V}.parquet``: ``id, pre_pt_root_id, post_pt_root_id, size`` (streamed in row
-  groups of ``batch_rows``; the same synapse rows in every version, only root bindings change)
+- ``synapses_v{V}.parquet``: ``id, pre_pt_root_id, post_pt_root_id, size``, then (unless
+  ``positions=False``) ``pre_pt_supervoxel_id, post_pt_supervoxel_id`` and the split positions
+  ``pre_pt_position_x/_y/_z, ctr_pt_position_x/_y/_z, post_pt_position_x/_y/_z`` (int32
+  voxels, see :mod:`loaders.synth_positions`); streamed in row groups of ``batch_rows``; the
+  same synapse rows (positions and supervoxels included) in every version, only root
+  bindings change
 - ``cell_types_v{V}.parquet``: ``id, target_id, classification_system, cell_type``
   (AIBS metamodel vocabulary)
 - ``neurons_v{V}.parquet``: ``id, target_id, classification_system ('is_neuron'), cell_type``
@@ -36,6 +40,7 @@ from loaders.synth_cells import (
     make_cells,
 )
 from loaders.synth_edges import Plan, SynapseModel
+from loaders.synth_positions import synapse_points
 from loaders.synth_roots import ROOT_BASE, RootState, VersionRoots
 
 __all__ = [
@@ -56,6 +61,15 @@ SYNAPSE_SCHEMA = pa.schema(
         ("pre_pt_root_id", pa.int64()),
         ("post_pt_root_id", pa.int64()),
         ("size", pa.int64()),
+    ]
+)
+POINTS = ("pre_pt_position", "ctr_pt_position", "post_pt_position")
+POSITION_SCHEMA = pa.schema(
+    [
+        *SYNAPSE_SCHEMA,
+        ("pre_pt_supervoxel_id", pa.int64()),
+        ("post_pt_supervoxel_id", pa.int64()),
+        *[(f"{p}_{k}", pa.int32()) for p in POINTS for k in "xyz"],
     ]
 )
 
@@ -147,8 +161,8 @@ def _synapse_ids(seed: int, chunk: int, start: int, n: int) -> IntArray:
 class _BufferedWriter:
     """ParquetWriter that emits row groups of exactly ``batch_rows`` (last one shorter)."""
 
-    def __init__(self, path: Path, batch_rows: int) -> None:
-        self.writer = pq.ParquetWriter(path, SYNAPSE_SCHEMA)
+    def __init__(self, path: Path, batch_rows: int, schema: pa.Schema) -> None:
+        self.writer = pq.ParquetWriter(path, schema)
         self.batch_rows = batch_rows
         self.parts: list[pa.Table] = []
         self.rows = 0
@@ -192,6 +206,7 @@ def generate(
     batch_rows: int = 2_000_000,
     progress: bool = False,
     nucleus_id_base: int = 0,
+    positions: bool = True,
 ) -> SynthSummary:
     """Write synthetic nucleus, synapse, cell-type and neuron tables for each version.
 
@@ -201,7 +216,8 @@ def generate(
     generated in chunks of about 1M rows and streamed to Parquet in row groups of
     ``batch_rows``; memory stays well under ~1 GB for 100k cells x 50M synapses.
     ``nucleus_id_base`` is added to every nucleus ID (test modules sharing one database keep
-    their cells apart with it). Raises ``ValueError`` on invalid arguments.
+    their cells apart with it). ``positions=False`` leaves out positions and supervoxel IDs
+    (the other columns are the same either way). Raises ``ValueError`` on invalid arguments.
     """
     if synapses < 0:
         raise ValueError(f"synapses must be >= 0, got {synapses}")
@@ -229,7 +245,8 @@ def generate(
         pq.write_table(ct_table, paths[v]["cell_types"])
         pq.write_table(nr_table, paths[v]["neurons"])
 
-    writers = [_BufferedWriter(paths[v]["synapses"], batch_rows) for v in vs]
+    schema = POSITION_SCHEMA if positions else SYNAPSE_SCHEMA
+    writers = [_BufferedWriter(paths[v]["synapses"], batch_rows, schema) for v in vs]
     autapses = [0] * len(vs)
     frag_syn = [0] * len(vs)
     chunks: Iterable[int] = range(plan.n_chunks)
@@ -243,6 +260,14 @@ def generate(
             pre, post, size = model.chunk(i)
             ids = _synapse_ids(seed, i, start, pre.size)
             start += pre.size
+            shared: list[pa.Array] = []
+            if positions:
+                rng = np.random.default_rng(np.random.SeedSequence([seed, 9_201, i]))
+                pre_pt, ctr_pt, post_pt, pre_sv, post_sv = synapse_points(
+                    rng, pre, post, pop.pos, seed
+                )
+                shared = [pa.array(pre_sv), pa.array(post_sv)]
+                shared += [pa.array(pt[:, k]) for pt in (pre_pt, ctr_pt, post_pt) for k in range(3)]
             for j, (r, w) in enumerate(zip(roots, writers, strict=True)):
                 pre_root, post_root = r.piece_root[pre], r.piece_root[post]
                 autapses[j] += int(np.count_nonzero(pre_root == post_root))
@@ -250,8 +275,14 @@ def generate(
                 frag_syn[j] += int(pre.size - np.count_nonzero(cell_cell))
                 w.write(
                     pa.Table.from_arrays(
-                        [pa.array(ids), pa.array(pre_root), pa.array(post_root), pa.array(size)],
-                        schema=SYNAPSE_SCHEMA,
+                        [
+                            pa.array(ids),
+                            pa.array(pre_root),
+                            pa.array(post_root),
+                            pa.array(size),
+                            *shared,
+                        ],
+                        schema=schema,
                     )
                 )
     finally:

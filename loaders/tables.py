@@ -8,8 +8,10 @@ the dicts produced for Neo4j ``UNWIND`` hold Python ints (exact at 64 bits).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from core.model import RELEASE_COUNT_KEYS
 
@@ -106,3 +108,7 @@ class ReleaseData:
     in_synapses: np.ndarray  # int64, aligned with cells
     counts: dict[str, int]
     multi_nucleus_roots: dict[int, list[int]] = field(default_factory=dict)
+    #: the synapse store (snapshot/layout.py), sorted by (post_pt_root_id, id), and its
+    #: manifest entry (position type, extra columns, outcome counts); None: not built
+    store: pa.Table | None = None
+    store_meta: dict[str, Any] | None = None

@@ -1,11 +1,13 @@
-"""An aggregated release as a snapshot (snapshot/layout.py): cells, edges, the synapses on them.
+"""An aggregated release as a snapshot (snapshot/layout.py): cells, edges, the synapse store.
 
-Edges are written one aggregation partition at a time, so memory stays bounded while a
-v117-sized release (about 98M edges, 164M used synapses) streams to disk.
+Edges are written one aggregation partition at a time, then the synapse store one post-root
+partition at a time (loaders.store), so memory stays bounded while a v117-sized release (about
+98M edges, 337M synapse rows) streams to disk.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -43,22 +45,11 @@ def cells_table(
     return pa.table({f.name: cols[f.name] for f in CELL_SCHEMA})
 
 
-def edge_tables(edges: Edges) -> tuple[pa.Table, pa.Table]:
-    """(edges, synapses) tables of one chunk."""
+def edge_table(edges: Edges) -> pa.Table:
+    """The edges table of one chunk."""
     size = edges.size if edges.size is not None else pa.nulls(len(edges), pa.int64())
-    e = pa.table({"pre": edges.pre, "post": edges.post, "synapses": edges.synapses, "size": size})
-    counts = edges.synapses
-    s = pa.table(
-        {
-            "pre": np.repeat(edges.pre, counts),
-            "post": np.repeat(edges.post, counts),
-            "id": edges.synapse_ids,
-            "size": edges.sizes
-            if edges.sizes is not None
-            else pa.nulls(len(edges.synapse_ids), pa.int64()),
-        }
-    )
-    return e, s
+    return pa.table({"pre": edges.pre, "post": edges.post, "synapses": edges.synapses,
+                     "size": size})  # fmt: skip
 
 
 def write_release_snapshot(
@@ -70,15 +61,24 @@ def write_release_snapshot(
     voxel_size: Sequence[float],
     root: Path | None = None,
     on_edges: Callable[[int], object] | None = None,  # called with synapses written
+    on_store: Callable[[int], object] | None = None,  # called with store rows written
+    seconds: dict[str, float] | None = None,  # edges, store
 ) -> Snapshot:
     """Write ``release`` as the snapshot of ``version`` (atomically) and return it."""
     if isinstance(release, ReleaseData):
         chunks: Any = [release.edges]
         has_size = release.edges.size is not None
+        if release.store is None or release.store_meta is None:
+            raise ValueError("a ReleaseData needs its synapse store (build_release makes it)")
+        store: Any = [release.store]
+        schema, meta = release.store.schema, release.store_meta
     else:
         # the next partition is grouped in a thread while this one is written (two cores)
         chunks = prefetch(release.iter_edges())
         has_size = release.has_size
+        store = prefetch(release.iter_store())
+        schema, meta = release.snapshot_store_schema, release.store_meta
+    t0 = time.perf_counter()
     with SnapshotWriter(version, has_size=has_size, root=root) as w:
         w.write_cells(
             cells_table(
@@ -86,9 +86,14 @@ def write_release_snapshot(
             )
         )
         for chunk in chunks:
-            w.write_edges(*edge_tables(chunk))
+            w.write_edges(edge_table(chunk))
             if on_edges is not None:
                 on_edges(int(chunk.offsets[-1]))  # synapses of the chunk
+        t1 = time.perf_counter()
+        w.write_store(store, schema, meta, on_rows=on_store)
+        if seconds is not None:
+            seconds["edges"] = t1 - t0
+            seconds["store"] = time.perf_counter() - t1
         counts = dict(release.counts)
         counts["edges"] = w.rows["edges.parquet"]
         counts["synapses"] = counts.pop("synapses_used", counts.get("synapses", 0))

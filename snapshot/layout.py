@@ -5,9 +5,52 @@ A snapshot is one aggregated release as Parquet files plus a manifest, in
 
     cells.parquet     one row per nucleus, sorted by nucleus_id (CELL_SCHEMA)
     edges.parquet     one row per (pre, post) cell pair, sorted by (pre, post) (EDGE_SCHEMA)
-    synapses.parquet  the synapses on those edges, sorted by (pre, post, id) (SYNAPSE_SCHEMA)
+    synapses.parquet  the synapse store: every row of the source synapse table (see below)
     manifest.json     sources (name, bytes, sha256), counts, files (rows, bytes),
-                      voxel size, timestamp, created_at, software version
+                      voxel size, timestamp, created_at, software version, synapse_store
+
+The synapse store (FORMAT 2)
+----------------------------
+``synapses.parquet`` holds one row per source synapse row, every row kept (fragments, autapses,
+root 0, multi-nucleus roots too), sorted by ``(post_pt_root_id, id)`` in row groups of
+``STORE_ROW_GROUP`` (65,536) rows, so the min/max statistics of ``post_pt_root_id`` locate a
+post root's rows in one or two row groups. Columns, in this order (:func:`store_schema`):
+
+==========================================  ==============  =========================================
+``id``                                      int64           source id (0-based data row when none)
+``pre_pt_root_id``, ``post_pt_root_id``     int64
+``pre_pt_supervoxel_id``,
+``post_pt_supervoxel_id``                   int64, null     null when the source has none
+``size``                                    int64, null     cleft voxels; null when the source has none
+``pre_pt_position_x/_y/_z``,
+``ctr_pt_position_x/_y/_z``,
+``post_pt_position_x/_y/_z``                int32/float64   source VOXELS (``voxel_size_nm`` in the
+                                                            manifest); int32 when every source value
+                                                            is integral (``position_type``), null
+                                                            when the source has no such position
+``pre_nucleus_id``, ``post_nucleus_id``     int64, null     the nucleus the root maps to uniquely
+                                                            in this release, else null
+``outcome``                                 dictionary      the attribution rule (loaders.aggregate):
+                                            <int8, string>  used, autapse, root0, multi_nucleus_root,
+                                                            partner_without_nucleus
+extra numeric source columns                float64/int64   by source name (e.g. ``spine_vol_um3``)
+``created``, ``superceded_id``, ``valid``   as read         CAVE book-keeping, when in the source
+==========================================  ==============  =========================================
+
+An edge (pre nucleus, post nucleus)'s synapses are the rows with outcome ``used`` and those two
+nuclei, in ascending id (``snapshot.read.edge_synapses``). The manifest's ``synapse_store``
+object: ``rows``, ``sort`` (["post_pt_root_id", "id"]), ``row_group_rows``, ``row_groups``,
+``position_unit`` ("voxel"), ``position_type`` ("int32" | "float64"), ``voxel_size_nm``,
+``extra_columns`` (names, in order), ``bookkeeping_columns``, ``outcomes`` ({outcome: rows}),
+``columns`` (every store column, in order), ``sources`` (the source columns of supervoxels and
+positions). Without any position in the source the nine position columns are all-null int32 and
+``position_type`` is null. An extra source column whose name is a store column's is not kept.
+Row-group statistics are written for id, the roots, the nuclei and the positions; encodings are
+listed in snapshot/write.py. There is no secondary pre-root file: a cell's outputs lie in about a
+third of the row groups at the v117 shape (bench/results/store_full.md), so a pre-root lookup is a
+scan of ``pre_pt_root_id``.
+Snapshots of FORMAT 1 (synapses.parquet = only the used synapses by (pre, post, id)) are refused
+with a SnapshotError that says to rebuild them (``cgraph load --replace`` of the release).
 
 It is written aside (``.v{version}.tmp-<pid>-<random>``) and renamed into place when complete,
 then made read-only: a snapshot directory that exists is whole and never changes. Replacing a
@@ -28,7 +71,7 @@ import pyarrow as pa
 from core.errors import CGraphError
 from core.model import check_version
 
-FORMAT = 1
+FORMAT = 2
 MANIFEST = "manifest.json"
 CELLS = "cells.parquet"
 EDGES = "edges.parquet"
@@ -58,14 +101,41 @@ EDGE_SCHEMA = pa.schema(
         ("size", pa.int64()),  # summed size (voxels); null when the source had no sizes
     ]
 )
-SYNAPSE_SCHEMA = pa.schema(
-    [
-        ("pre", pa.int64()),
-        ("post", pa.int64()),
-        ("id", pa.int64()),
-        ("size", pa.int64()),
-    ]
+#: the synapse store (see the module docstring)
+STORE_ROW_GROUP = 64 * 1024
+STORE_SORT = ("post_pt_root_id", "id")
+POINTS = ("pre_pt_position", "ctr_pt_position", "post_pt_position")
+POSITION_COLUMNS = tuple(f"{p}_{k}" for p in POINTS for k in "xyz")
+OUTCOMES = ("used", "autapse", "root0", "multi_nucleus_root", "partner_without_nucleus")
+OUTCOME_TYPE = pa.dictionary(pa.int8(), pa.string())
+BOOKKEEPING = ("created", "superceded_id", "valid")
+STORE_HEAD = (
+    ("id", pa.int64()),
+    ("pre_pt_root_id", pa.int64()),
+    ("post_pt_root_id", pa.int64()),
+    ("pre_pt_supervoxel_id", pa.int64()),
+    ("post_pt_supervoxel_id", pa.int64()),
+    ("size", pa.int64()),
 )
+STORE_TAIL = (
+    ("pre_nucleus_id", pa.int64()),
+    ("post_nucleus_id", pa.int64()),
+    ("outcome", OUTCOME_TYPE),
+)
+STORE_BASE_COLUMNS = tuple(
+    [n for n, _ in STORE_HEAD] + list(POSITION_COLUMNS) + [n for n, _ in STORE_TAIL]
+)
+
+
+def store_schema(
+    position_type: pa.DataType, extras: list[pa.Field] | tuple[pa.Field, ...] = ()
+) -> pa.Schema:
+    """The synapse store's schema: the fixed columns, then ``extras`` (numeric source columns,
+    then book-keeping) in their order."""
+    fields = [pa.field(n, t) for n, t in STORE_HEAD]
+    fields += [pa.field(c, position_type) for c in POSITION_COLUMNS]
+    fields += [pa.field(n, t) for n, t in STORE_TAIL]
+    return pa.schema(fields + list(extras))
 
 
 class SnapshotError(CGraphError):
@@ -137,8 +207,12 @@ def read_snapshot(path: Path) -> Snapshot:
     except ValueError as exc:
         raise SnapshotError(f"{manifest_file}: not a JSON manifest ({exc})") from None
     if manifest.get("format") != FORMAT:
-        raise SnapshotError(f"{manifest_file}: snapshot format {manifest.get('format')!r}, "
-                            f"this version reads {FORMAT}")  # fmt: skip
+        raise SnapshotError(
+            f"{manifest_file}: snapshot format {manifest.get('format')!r}, this version reads "
+            f"{FORMAT} (format 2 keeps every synapse row in synapses.parquet); rebuild it by "
+            f"loading release {manifest.get('version', '?')} again with `cgraph load --replace`, "
+            "then `cgraph rebuild`"
+        )
     manifest["_digest"] = hashlib.sha256(raw).hexdigest()
     return Snapshot(path, manifest)
 

@@ -3,7 +3,8 @@
     with SnapshotWriter(version, has_size=True) as w:
         w.write_cells(cells_table)
         for chunk in edge_chunks:                 # sorted by (pre, post), chunk after chunk
-            w.write_edges(edges_table, synapses_table)
+            w.write_edges(edges_table)
+        w.write_store(store_tables, schema, meta)  # sorted by (post_pt_root_id, id)
         snap = w.commit(counts=..., sources=..., timestamp=..., extra=...)
 
 Nothing is visible under ``snapshots/`` until ``commit`` renames the finished folder, so a
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import secrets
 import shutil
 import stat
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -39,18 +41,25 @@ from snapshot.layout import (
     EDGES,
     FORMAT,
     MANIFEST,
-    SYNAPSE_SCHEMA,
+    POSITION_COLUMNS,
+    STORE_ROW_GROUP,
+    STORE_SORT,
     SYNAPSES,
     Snapshot,
     SnapshotError,
     read_snapshot,
     snapshot_path,
     snapshots_dir,
+    store_schema,
 )
 
 #: Parquet row-group sizes: small enough that one cell's rows are a small read
 EDGE_ROW_GROUP = 128 * 1024
-SYNAPSE_ROW_GROUP = 32 * 1024
+#: the synapse store's Parquet settings (measured at the v117 shape, bench/results/store_full.md):
+#: zstd; dictionaries where values repeat (not pre_pt_root_id: plain is smaller and faster);
+#: delta-coded ids (ascending within a post root); byte-stream-split positions and supervoxels
+STORE_DICTIONARY = ("post_pt_root_id", "pre_nucleus_id", "post_nucleus_id", "outcome")
+STORE_SPLIT = ("pre_pt_supervoxel_id", "post_pt_supervoxel_id")
 
 
 def software_version() -> str:
@@ -95,6 +104,8 @@ class SnapshotWriter:
         self._synapses: pq.ParquetWriter | None = None
         self.rows = {CELLS: 0, EDGES: 0, SYNAPSES: 0}
         self._last_edge: tuple[int, int] | None = None
+        self.store: dict[str, Any] | None = None  # the manifest's synapse_store
+        self._digests: dict[str, str] = {}  # sha256 of files hashed while written
 
     # ------------------------------------------------------------------ parts
 
@@ -103,9 +114,8 @@ class SnapshotWriter:
         pq.write_table(table, self.tmp / CELLS, row_group_size=EDGE_ROW_GROUP)
         self.rows[CELLS] = table.num_rows
 
-    def write_edges(self, edges: pa.Table, synapses: pa.Table | None) -> None:
-        """One chunk of edges (sorted by (pre, post), after every earlier chunk) and, when
-        given, their synapses (sorted by (pre, post, id))."""
+    def write_edges(self, edges: pa.Table) -> None:
+        """One chunk of edges (sorted by (pre, post), after every earlier chunk)."""
         edges = edges.select(EDGE_SCHEMA.names).cast(EDGE_SCHEMA)
         if edges.num_rows == 0:
             return
@@ -117,14 +127,69 @@ class SnapshotWriter:
             self._edges = pq.ParquetWriter(self.tmp / EDGES, EDGE_SCHEMA, use_dictionary=["pre"])
         self._edges.write_table(edges, row_group_size=EDGE_ROW_GROUP)
         self.rows[EDGES] += edges.num_rows
-        if synapses is not None:
-            synapses = synapses.select(SYNAPSE_SCHEMA.names).cast(SYNAPSE_SCHEMA)
-            if self._synapses is None:
-                self._synapses = pq.ParquetWriter(
-                    self.tmp / SYNAPSES, SYNAPSE_SCHEMA, use_dictionary=["pre", "post"]
-                )
-            self._synapses.write_table(synapses, row_group_size=SYNAPSE_ROW_GROUP)
-            self.rows[SYNAPSES] += synapses.num_rows
+
+    def write_store(
+        self,
+        tables: Iterable[pa.Table],
+        schema: pa.Schema,
+        meta: Mapping[str, Any],
+        on_rows: Callable[[int], object] | None = None,
+    ) -> None:
+        """The synapse store: ``tables`` sorted by (post_pt_root_id, id) within and across
+        tables, written in row groups of exactly STORE_ROW_GROUP rows (the last one shorter).
+        ``meta`` goes into the manifest's ``synapse_store`` with rows, sort and row groups."""
+        enc = {c: "BYTE_STREAM_SPLIT" for c in STORE_SPLIT}
+        enc.update({c: "BYTE_STREAM_SPLIT" for c in POSITION_COLUMNS})
+        enc["id"] = "DELTA_BINARY_PACKED"
+        sink = _HashingFile(self.tmp / SYNAPSES)  # hashed as written: no second pass
+        writer = self._synapses = pq.ParquetWriter(
+            sink, schema, compression="zstd",
+            use_dictionary=list(STORE_DICTIONARY), column_encoding=enc,
+            write_statistics=["id", "pre_pt_root_id", "post_pt_root_id", "pre_nucleus_id",
+                              "post_nucleus_id", *POSITION_COLUMNS],
+        )  # fmt: skip
+        last: tuple[int, int] | None = None
+        pending: list[pa.Table] = []
+        have = 0
+        rows = 0
+        for t in tables:
+            if t.num_rows == 0:
+                continue
+            t = t.select(schema.names).cast(schema)
+            first = (t["post_pt_root_id"][0].as_py(), t["id"][0].as_py())
+            if last is not None and first < last:
+                raise SnapshotError("synapse store tables must come in (post_pt_root_id, id) order")
+            last = (t["post_pt_root_id"][-1].as_py(), t["id"][-1].as_py())
+            pending.append(t)
+            have += t.num_rows
+            if have >= STORE_ROW_GROUP:
+                buf = pa.concat_tables(pending)
+                cut = (have // STORE_ROW_GROUP) * STORE_ROW_GROUP
+                writer.write_table(buf.slice(0, cut), row_group_size=STORE_ROW_GROUP)
+                rest = buf.slice(cut)
+                pending, have = ([rest] if rest.num_rows else []), rest.num_rows
+                rows += cut
+                if on_rows is not None:
+                    on_rows(cut)
+        if have:
+            writer.write_table(pa.concat_tables(pending), row_group_size=STORE_ROW_GROUP)
+            rows += have
+            if on_rows is not None:
+                on_rows(have)
+        writer.close()
+        sink.close()
+        self._digests[SYNAPSES] = sink.hexdigest()
+        self._synapses = None
+        self.rows[SYNAPSES] = rows
+        groups = pq.ParquetFile(self.tmp / SYNAPSES).metadata.num_row_groups
+        self.store = {
+            **dict(meta),
+            "rows": rows,
+            "sort": list(STORE_SORT),
+            "row_group_rows": STORE_ROW_GROUP,
+            "row_groups": groups,
+            "columns": schema.names,
+        }
 
     # ------------------------------------------------------------------ finish
 
@@ -135,8 +200,9 @@ class SnapshotWriter:
         self._edges = self._synapses = None
         if not (self.tmp / EDGES).exists():
             pq.write_table(EDGE_SCHEMA.empty_table(), self.tmp / EDGES)
-        if not (self.tmp / SYNAPSES).exists():
-            pq.write_table(SYNAPSE_SCHEMA.empty_table(), self.tmp / SYNAPSES)
+        if not (self.tmp / SYNAPSES).exists():  # no synapse rows given: an empty store
+            self.write_store([], store_schema(pa.int32()), {"position_unit": "voxel",
+                             "position_type": None, "extra_columns": [], "outcomes": {}})  # fmt: skip
 
     def commit(
         self,
@@ -155,7 +221,7 @@ class SnapshotWriter:
             name: {
                 "rows": self.rows[name],
                 "bytes": (self.tmp / name).stat().st_size,
-                "sha256": file_digest(self.tmp / name),
+                "sha256": self._digests.get(name) or file_digest(self.tmp / name),
             }  # fmt: skip
             for name in (CELLS, EDGES, SYNAPSES)
         }
@@ -169,6 +235,7 @@ class SnapshotWriter:
             "counts": {k: int(v) for k, v in counts.items()},
             "sources": [dict(s) for s in sources],
             "files": files,
+            "synapse_store": self.store,
             **(dict(extra) if extra else {}),
         }
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -199,6 +266,30 @@ class SnapshotWriter:
     ) -> None:
         if kind is not None and self.tmp.exists():
             self.abort()
+
+
+class _HashingFile(io.RawIOBase):
+    """A write-only file that feeds every byte to sha256 on its way to disk."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = path.open("wb")
+        self._h = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        view = memoryview(b)
+        self._h.update(view)
+        return self._f.write(view)
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+        super().close()
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
 
 
 def _remove_stale(path: Path) -> None:

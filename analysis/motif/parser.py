@@ -21,6 +21,7 @@ from importlib import resources
 from typing import Any
 
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import VisitError
 
 from analysis.motif.attributes import (
     check_comparison,
@@ -42,6 +43,8 @@ from core.errors import MotifError, MotifSyntaxError
 
 #: Most statements one motif may expand to (macros calling macros grow fast).
 MAX_EXPANDED = 10_000
+#: Integer literals must fit where every stored integer fits
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _OP_ALIASES = {"==": "=", "<>": "!="}
 _POLARITY = {"+": "excitatory", "|": "inhibitory", "-": "inhibitory"}
 _TOKEN_NAMES = {
@@ -189,7 +192,13 @@ class _ToStatements(Transformer[Token, list[Any]]):
         return tuple(items)
 
     def integer(self, items: list[Token]) -> int:
-        return int(items[0])
+        value = int(items[0])
+        if not INT64_MIN <= value <= INT64_MAX:  # no stored value is outside int64
+            raise MotifError(
+                f"line {items[0].line}: the integer {items[0]} is outside the 64-bit range "
+                f"({INT64_MIN} to {INT64_MAX})"
+            )
+        return value
 
     def real(self, items: list[Token]) -> float:
         return float(items[0])
@@ -357,7 +366,13 @@ def parse_motif(text: str, *, max_nodes: int = MAX_MOTIF_NODES) -> Motif:
         tree = _lark().parse(text)
     except UnexpectedInput as err:
         raise _syntax_error(text, err) from None
-    flat = _expand(_ToStatements().transform(tree))
+    try:
+        statements = _ToStatements().transform(tree)
+    except VisitError as err:  # a MotifError raised while building the statements
+        if isinstance(err.orig_exc, MotifError):
+            raise err.orig_exc from None
+        raise
+    flat = _expand(statements)
 
     nodes: dict[str, None] = {}
     edges: dict[tuple[str, str], list[Constraint]] = {}

@@ -16,11 +16,39 @@ match mode)::
     ORDER BY A, B
     SKIP $skip
     LIMIT $limit
+
+That is the *sorted* form, for a motif anchored on a later node (an ``=`` or ``in`` on its
+``nucleus_id`` or ``root_id``): its matches are few, found from the anchor's index, then
+sorted. Any other motif gets the *streaming* form: the first node's cells are walked in
+``nucleus_id`` order (the index provides it) and each one's matches found in a subquery, so
+``ORDER BY ... LIMIT`` stops after the first page (Neo4j's PartialTop) instead of sorting every
+match of the release::
+
+    MATCH (A:Cell)
+    WHERE A.root_id_v117 IS NOT NULL
+    WITH A ORDER BY A.nucleus_id
+    CALL (A) {
+      MATCH (A)-[r1:SYNAPSE_V117]->(B:Cell),
+            (B)-[r2:SYNAPSE_V117]->(A)
+      WHERE B.root_id_v117 IS NOT NULL
+        AND A <> B
+        AND r1.synapses >= $A_B_synapses
+      RETURN B
+    }
+    RETURN A.nucleus_id AS A, B.nucleus_id AS B
+    ORDER BY A, B
+    SKIP $skip
+    LIMIT $limit
+
+``after`` (the last match of the previous page) adds a keyset condition, so a page never
+re-reads the matches before it: ``A.nucleus_id >= $after_A`` on the walk and
+``(A.nucleus_id > $after_A OR B.nucleus_id > $after_B)`` on the matches.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from analysis.motif.attributes import (
@@ -140,6 +168,7 @@ def compile_motif(
     mode: Literal["match", "count"] = "match",
     skip: int = 0,
     limit: int = DEFAULT_PAGE_SIZE,
+    after: Sequence[int] | None = None,
     carried: frozenset[str] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Return ``(cypher, params)`` finding (``match``) or counting (``count``) the
@@ -147,7 +176,9 @@ def compile_motif(
 
     match rows have one column per motif node (its ``nucleus_id``), ordered by
     those columns, paged with ``$skip``/``$limit`` (set in ``params`` from
-    ``skip``/``limit``; the caller may override them). count returns ``n``.
+    ``skip``/``limit``; the caller may override them) and, with ``after`` (one nucleus ID
+    per motif node, the last match of the previous page), only the matches after it.
+    count returns ``n``.
     """
     if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
         raise MotifError(f"release version must be a positive int, not {version!r}")
@@ -162,8 +193,13 @@ def compile_motif(
         prefix = "_" + prefix
     params = _Params()
 
+    if after is not None and (len(after) != len(motif.nodes) or mode != "match"):
+        raise MotifError(f"after must hold one nucleus ID per motif node ({len(motif.nodes)})")
+    first = motif.nodes[0]
+    stream = mode == "match" and not _anchored_later(motif)
+
     # MATCH: one pattern per required edge; nodes get their label on first mention.
-    seen: set[str] = set()
+    seen: set[str] = {first} if stream else set()
 
     def node(n: str) -> str:
         if n in seen:
@@ -189,14 +225,18 @@ def compile_motif(
         edge_conditions.append(_edge_comparison(a, ec.op, b, nullable))
     patterns += [node(n) for n in motif.nodes if n not in seen]
 
-    conditions = [f"{var[n]}.root_id_v{version} IS NOT NULL" for n in motif.nodes]
+    # conditions on the first node alone: on the walk (streaming form) or first in WHERE
+    outer = [f"{var[first]}.root_id_v{version} IS NOT NULL"]
+    conditions = [f"{var[n]}.root_id_v{version} IS NOT NULL" for n in motif.nodes[1:]]
     for i, u in enumerate(motif.nodes):
         distinct = [f"{var[u]} <> {var[v]}" for v in motif.nodes[i + 1 :]]
         conditions += _wrap(distinct, 4)
     for n, c in motif.node_constraints:
         expr = node_property(var[n], c.prop, version)
         p = params.add(f"{n}_{c.prop}", c.value)
-        conditions.append(_condition(expr, c, p, c.prop not in ALWAYS_CARRIED))
+        (outer if stream and n == first else conditions).append(
+            _condition(expr, c, p, c.prop not in ALWAYS_CARRIED)
+        )
     for nc in motif.node_comparisons:
         a = node_property(var[nc.left], nc.left_prop, version)
         b = node_property(var[nc.right], nc.right_prop, version)
@@ -206,9 +246,27 @@ def compile_motif(
     if induced:
         forbidden += [e for e in motif.induced_non_edges() if e not in forbidden]
     conditions += [f"NOT ({var[e.src]})-[:{rel_type}]->({var[e.dst]})" for e in forbidden]
+    if after is not None:
+        keys = [params.add(f"after_{n}", int(a)) for n, a in zip(motif.nodes, after, strict=True)]
+        ids = [f"{var[n]}.nucleus_id" for n in motif.nodes]
+        if stream:
+            outer.append(f"{ids[0]} >= {keys[0]}")
+        conditions.append(_keyset(ids, keys, first_at_least=stream))
 
-    lines = ["MATCH " + ",\n      ".join(patterns)]
-    lines.append("WHERE " + "\n  AND ".join(conditions))
+    if not stream:
+        lines = ["MATCH " + ",\n      ".join(patterns)]
+        lines.append("WHERE " + "\n  AND ".join(outer + conditions))
+    else:
+        a = var[first]
+        lines = [f"MATCH ({a}:Cell)", "WHERE " + "\n  AND ".join(outer)]
+        lines.append(f"WITH {a} ORDER BY {a}.nucleus_id")
+        if len(motif.nodes) > 1:
+            inner = ["MATCH " + ",\n      ".join(patterns)]
+            inner.append("WHERE " + "\n  AND ".join(conditions))
+            inner.append("RETURN " + ", ".join(var[n] for n in motif.nodes[1:]))
+            lines.append(f"CALL ({a}) {{")
+            lines += ["  " + ln for ln in "\n".join(inner).split("\n")]
+            lines.append("}")
     if mode == "count":
         lines.append("RETURN count(*) AS n")
     else:
@@ -219,6 +277,28 @@ def compile_motif(
         params.values["skip"] = skip
         params.values["limit"] = limit
     return "\n".join(lines), params.values
+
+
+#: node attributes whose ``=`` / ``in`` finds a motif's few matches from an index
+_ANCHORS = ("nucleus_id", "root_id")
+
+
+def _anchored_later(motif: Motif) -> bool:
+    """Whether a node after the first is pinned to a few cells (then the sorted form is fast)."""
+    return any(
+        n != motif.nodes[0] and c.prop in _ANCHORS and c.op in ("=", "in")
+        for n, c in motif.node_constraints
+    )
+
+
+def _keyset(ids: list[str], keys: list[str], *, first_at_least: bool) -> str:
+    """``(ids) > (keys)`` in lexicographic order (shorter when ``ids[0] >= keys[0]`` holds)."""
+    tail = f"{ids[-1]} > {keys[-1]}"
+    for i, k in zip(reversed(ids[:-1]), reversed(keys[:-1]), strict=True):
+        if i == ids[0] and first_at_least:
+            return f"({i} > {k} OR {tail})"
+        tail = f"{i} > {k} OR ({i} = {k} AND ({tail}))"
+    return f"({tail})"
 
 
 def node_property(v: str, name: str, version: int) -> str:

@@ -1,8 +1,10 @@
 """Motif search in Neo4j: the compiled Cypher (graph.motif.cypher), paged, under the
 query timeout (a slow search raises QueryTimeout, never returns part of a page).
 
-Pages are ordered by the matched cells' nucleus IDs in motif node order, so an offset
-names the same matches on every call against a complete (immutable) release.
+Pages are ordered by the matched cells' nucleus IDs in motif node order, so an offset or the
+last match of a page (keyset paging, what motifSearch's cursors hold) names the same matches on
+every call against a complete (immutable) release. An unanchored search streams: Neo4j walks
+the first node's cells in order and stops after the page (graph.motif.cypher).
 """
 
 from __future__ import annotations
@@ -40,13 +42,20 @@ async def search_motif(
     induced: bool = False,
     skip: int = 0,
     limit: int = 100,
+    after: Match | None = None,
 ) -> list[Match]:
-    """Matches ``skip`` .. ``skip + limit`` as {node: nucleus_id}."""
+    """Matches ``skip`` .. ``skip + limit`` as {node: nucleus_id}, counted from the start or,
+    with ``after`` (the last match of the previous page), from the match after it: a keyset
+    page reads no match before it, so every page costs what the first does.
+
+    One auto-commit read: a query that needs more memory than the server allows a transaction
+    raises LimitExceeded at once (a managed transaction would retry it as transient)."""
     carried = await _carried_for(adb, version, motif)
+    key = None if after is None else [after[n] for n in motif.nodes]
     cypher, params = compile_motif(
-        motif, version, induced=induced, skip=skip, limit=limit, carried=carried
+        motif, version, induced=induced, skip=skip, limit=limit, after=key, carried=carried
     )
-    return _rows_to_matches(motif, await adb.read(cypher, params))
+    return _rows_to_matches(motif, await adb.read_auto(cypher, params))
 
 
 async def count_motif_cypher(

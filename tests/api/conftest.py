@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,12 @@ from tests.helpers import drop_releases
 
 V1, V2, V_LOADING = 9401, 9402, 9403
 OWNED = (V1, V2, V_LOADING)
+#: one without fractional seconds, one with (as `cgraph load --timestamp` takes them): the
+#: notebook client and the quickstart notebook must read both
+TIMESTAMPS = {
+    V1: datetime(2020, 1, 1, tzinfo=UTC),
+    V2: datetime(2021, 6, 1, 12, 30, 15, 250_000, tzinfo=UTC),
+}
 
 
 def _drop_owned(db: Database) -> None:
@@ -51,6 +58,7 @@ class Expected:
     nuclei: pd.DataFrame  # id, pt_root_id, ...
     edges: pd.DataFrame  # pre, post, synapses, size, sizes (list), ids (list), by synapse id
     synapses: pd.DataFrame  # used synapses: id, pre_pt_root_id, post_pt_root_id, size, pre, post
+    source: pd.DataFrame  # the source synapse table as generated (every row)
 
     def root_of(self, nucleus_id: int) -> int:
         return int(self.nuclei.loc[self.nuclei["id"] == nucleus_id, "pt_root_id"].iloc[0])
@@ -67,11 +75,12 @@ class Expected:
 def expected_release(version: int, nuclei_path: Path, synapses_path: Path) -> Expected:
     """The shared pandas computation (tests/expected.py), shaped for the API tests."""
     nuclei = pd.read_parquet(nuclei_path)
-    shared = shared_expected.expected_release(nuclei, pd.read_parquet(synapses_path))
+    source = pd.read_parquet(synapses_path)
+    shared = shared_expected.expected_release(nuclei, source)
     edges = shared.edges.rename(columns={"synapse_ids": "ids"})
     edges["sizes"] = edges["sizes"].map(list)
     edges["ids"] = edges["ids"].map(list)
-    return Expected(version, nuclei, edges, shared.used)
+    return Expected(version, nuclei, edges, shared.used, source)
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +97,7 @@ def releases(
     for v in (V1, V2):
         vs = summary.version(v)
         load_release(db, v, nuclei=vs.nuclei, synapses=vs.synapses, neurons=vs.neurons,
-                     cell_types=vs.cell_types)  # fmt: skip
+                     cell_types=vs.cell_types, timestamp=TIMESTAMPS[v])  # fmt: skip
         expected[v] = expected_release(v, vs.nuclei, vs.synapses)
     db.call(begin_load, V_LOADING, None, replace=False)  # a release that never completes
     yield expected
@@ -106,7 +115,7 @@ class AsgiClient:
         self.adb = self.runner.run(self._adb(connection))
         self.app = create_app(settings, adb=self.adb)
         transport = httpx.ASGITransport(app=self.app)
-        self.http = httpx.AsyncClient(transport=transport, base_url="http://asgi")
+        self.http = httpx.AsyncClient(transport=transport, base_url="http://localhost")
 
     @staticmethod
     async def _adb(connection: ConnectionSettings) -> AsyncDatabase:

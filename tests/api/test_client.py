@@ -6,7 +6,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 from nbclient import NotebookClient
@@ -21,7 +23,7 @@ from api.client import (
 )
 from api.settings import ApiSettings
 from graph.settings import ConnectionSettings
-from tests.api.conftest import V1, V2, V_LOADING, Expected, GraphQL, LiveServer
+from tests.api.conftest import TIMESTAMPS, V1, V2, V_LOADING, Expected, GraphQL, LiveServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,22 +64,32 @@ def test_outputs_and_inputs_frames(
 def test_synapse_query_like_caveclient(
     client: ConnectomeClient, releases: dict[int, Expected], version: int
 ) -> None:
+    """caveclient's semantics on the source table: every synapse of the root (fragments
+    included), pre and post ids AND together, autapses removed, positions as [x, y, z] voxels."""
     exp = releases[version]
-    syn = exp.synapses
+    src = exp.source[exp.source["pre_pt_root_id"] != exp.source["post_pt_root_id"]]
     for nucleus_id in busiest(exp, 2):
         root = exp.root_of(nucleus_id)
         got = client.synapse_query(pre_ids=root, version=version)
-        assert list(got.columns) == ["id", "pre_pt_root_id", "post_pt_root_id", "size",
-                                     "pre_nucleus_id", "post_nucleus_id"]  # fmt: skip
+        assert list(got.columns[:4]) == ["id", "created", "superceded_id", "valid"]
+        assert set(got.columns) == {"id", "created", "superceded_id", "valid", "size",
+                                    "pre_pt_supervoxel_id", "pre_pt_root_id",
+                                    "post_pt_supervoxel_id", "post_pt_root_id",
+                                    "pre_pt_position", "post_pt_position",
+                                    "ctr_pt_position"}  # fmt: skip
+        assert got["valid"].all() and got["superceded_id"].isna().all()
         assert all(got[c].dtype == "int64" for c in ("id", "pre_pt_root_id", "post_pt_root_id"))
-        want = syn[syn["pre_pt_root_id"] == root].sort_values("id")
+        want = src[src["pre_pt_root_id"] == root].sort_values("id")
+        assert len(want) > len(exp.synapses[exp.synapses["pre_pt_root_id"] == root])  # fragments
         cols = ["id", "pre_pt_root_id", "post_pt_root_id", "size"]
-        pd.testing.assert_frame_equal(got[cols].reset_index(drop=True), want[cols].reset_index(drop=True),
-                                      check_dtype=False)  # fmt: skip
-        assert (got["post_nucleus_id"].to_numpy() == want["post"].to_numpy()).all()
+        pd.testing.assert_frame_equal(got[cols].reset_index(drop=True),
+                                      want[cols].reset_index(drop=True), check_dtype=False)  # fmt: skip
+        for stem in ("pre_pt_position", "post_pt_position", "ctr_pt_position"):
+            got_xyz = np.stack(got[stem].to_numpy())
+            want_xyz = want[[f"{stem}_{a}" for a in "xyz"]].to_numpy()
+            assert np.array_equal(got_xyz, want_xyz), stem
         got_in = client.synapse_query(post_ids=[root], version=version)
-        want_in = syn[syn["post_pt_root_id"] == root]
-        assert sorted(got_in["id"]) == sorted(want_in["id"])
+        assert sorted(got_in["id"]) == sorted(src.loc[src["post_pt_root_id"] == root, "id"])
         partners = list(want["post_pt_root_id"].unique()[:3])
         both = client.synapse_query(pre_ids=root, post_ids=partners, version=version)
         assert sorted(both["id"]) == sorted(want.loc[want["post_pt_root_id"].isin(partners), "id"])
@@ -96,6 +108,29 @@ def test_cells_and_roots(client: ConnectomeClient, releases: dict[int, Expected]
     rel = client.releases().set_index("version")
     assert rel.loc[V1, "edges"] == len(releases[V1].edges)
     assert rel.loc[V_LOADING, "status"] == "loading"
+    for v in (V1, V2):  # one stamp without fractional seconds, one with (issue 11)
+        assert rel.loc[v, "timestamp"] == pd.Timestamp(TIMESTAMPS[v])
+    assert pd.isna(rel.loc[V_LOADING, "timestamp"])
+
+
+def test_releases_reads_every_iso_timestamp_form() -> None:
+    """Mixed ISO 8601 forms in one answer (pandas infers one format from the first value)."""
+    stamps = ["2020-01-01T00:00:00.123456+00:00", "2020-01-01T00:00:00+00:00",
+              "2021-06-01T12:30:15Z", "2021-06-01T14:30:15.5+02:00", None]  # fmt: skip
+    rows = [{"version": i + 1, "status": "complete", "timestamp": t, "cells": 1, "edges": 0,
+             "synapses": 0, "synapsesTotal": 0} for i, t in enumerate(stamps)]  # fmt: skip
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": {"releases": rows}})
+
+    client = ConnectomeClient("http://test")
+    client._http = httpx.Client(transport=httpx.MockTransport(answer))
+    got = client.releases()["timestamp"]
+    assert str(got.dtype).startswith("datetime64") and str(got.dt.tz) == "UTC"
+    want = [pd.Timestamp("2020-01-01 00:00:00.123456", tz="UTC"),
+            pd.Timestamp("2020-01-01", tz="UTC"), pd.Timestamp("2021-06-01 12:30:15", tz="UTC"),
+            pd.Timestamp("2021-06-01 12:30:15.5", tz="UTC")]  # fmt: skip
+    assert got.iloc[:4].tolist() == want and pd.isna(got.iloc[4])
 
 
 def test_connectivity_diff_frame(client: ConnectomeClient, releases: dict[int, Expected]) -> None:

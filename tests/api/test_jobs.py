@@ -67,7 +67,7 @@ class App:
         self.adb = AsyncDatabase(settings)
         self.http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=create_app(ApiSettings(), adb=self.adb)),
-            base_url="http://asgi", timeout=600,
+            base_url="http://localhost", timeout=600,
         )  # fmt: skip
 
     async def post(self, query: str, **variables: Any) -> dict[str, Any]:

@@ -66,6 +66,9 @@ def test_start_status_browser_stop_restart_keeps_data(own_home: dict[str, str]) 
     env = own_home
     started = run("neo4j", "start", env=env)
     assert started.returncode == 0, started.stderr
+    browser = f"Neo4j Browser: http://127.0.0.1:{env['CGRAPH_NEO4J_HTTP_PORT']}/browser/"
+    assert f"{browser}  user neo4j, password the value of NEO4J_PASSWORD" in started.stdout
+    assert "second-server-pw" not in started.stdout
     status = run("neo4j", "status", env=env)
     assert status.returncode == 0 and "up (Neo4j/" in status.stdout
     bolt = f"bolt://127.0.0.1:{env['CGRAPH_NEO4J_BOLT_PORT']}"
@@ -111,3 +114,36 @@ def test_port_taken_is_one_clear_line(tmp_path: Path) -> None:
         )
         line = one_clear_line(run("neo4j", "start", env=env))
     assert f"port {port}" in line and "taken" in line
+
+
+def test_browser_login_names_the_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cgraph neo4j start` (and so `make demo`) says which password Browser takes."""
+    from cgraph.main import browser_login
+
+    monkeypatch.delenv("NEO4J_PASSWORD", raising=False)
+    monkeypatch.setenv("CGRAPH_NEO4J_HOME", str(tmp_path / "new"))
+    monkeypatch.setenv("CGRAPH_NEO4J_HTTP_PORT", "7999")
+    conn, srv = ConnectionSettings.from_env(), ServerSettings.from_env()  # a new home: generated
+    generated = (tmp_path / "new" / "password").read_text().strip()
+    assert browser_login(srv, conn) == (
+        f"Neo4j Browser: http://127.0.0.1:7999/browser/  user neo4j, password {generated} "
+        f"(from {tmp_path / 'new' / 'password'})"
+    )
+    old = tmp_path / "old"
+    (old / "data" / "databases").mkdir(parents=True)  # a store from before the password file
+    monkeypatch.setenv("CGRAPH_NEO4J_HOME", str(old))
+    line = browser_login(ServerSettings.from_env(), ConnectionSettings.from_env())
+    assert line.endswith("password connectome-local (the documented default)")
+    monkeypatch.setenv("NEO4J_PASSWORD", "s3cret-pw")
+    line = browser_login(ServerSettings.from_env(), ConnectionSettings.from_env())
+    assert line.endswith("password the value of NEO4J_PASSWORD") and "s3cret" not in line
+
+
+def test_make_demo_says_each_address_once() -> None:
+    """The demo printed "GraphQL on ..." twice (Makefile and `cgraph serve`) and the Browser
+    password as "from NEO4J_PASSWORD"; `cgraph neo4j start` and `cgraph serve` say them now."""
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    recipe = makefile.split("\ndemo: demo-data\n", 1)[1].split("\n\n", 1)[0]
+    assert "from NEO4J_PASSWORD" not in recipe and "password" not in recipe
+    assert "/graphql  (" not in recipe and "GraphQL" not in recipe
+    assert "cgraph serve" in recipe

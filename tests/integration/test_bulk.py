@@ -22,7 +22,7 @@ import pytest
 from graph import bulk, server
 from graph.driver import Database
 from graph.settings import ConnectionSettings, ServerSettings
-from snapshot.layout import CELL_SCHEMA, EDGE_SCHEMA, Snapshot, read_snapshot
+from snapshot.layout import CELL_SCHEMA, EDGE_SCHEMA, FORMAT, Snapshot, read_snapshot
 from tests.helpers import read_graph, typed
 
 pytestmark = pytest.mark.neo4j
@@ -74,7 +74,7 @@ def write_snapshot(
     counts.update(cells=len(cells), edges=len(edges), synapses=synapses,
                   synapses_total=synapses + 7, dropped_autapse=3, dropped_root0=4,
                   multi_nucleus_roots=1, neuron_rows_unmatched=version % 5)  # fmt: skip
-    manifest = {"format": 1, "version": version, "timestamp": timestamp, "counts": counts,
+    manifest = {"format": FORMAT, "version": version, "timestamp": timestamp, "counts": counts,
                 "has_size": has_size, "annotations": annotations,
                 "created_at": "2024-01-01T00:00:00+00:00"}  # fmt: skip
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2))

@@ -48,8 +48,12 @@ def graph_edges(db: Database, version: int) -> pd.DataFrame:
     )
     df = pd.DataFrame(rows).sort_values(["pre", "post"]).reset_index(drop=True)
     syn = pd.read_parquet(open_snapshot(version).file("synapses.parquet"))
-    per_edge = syn.groupby(["pre", "post"], sort=True).agg(
-        sizes=("size", tuple), synapse_ids=("id", tuple)
+    syn = syn[syn.outcome == "used"].sort_values("id")
+    syn = syn.astype({"pre_nucleus_id": "int64", "post_nucleus_id": "int64"})
+    per_edge = (
+        syn.rename(columns={"pre_nucleus_id": "pre", "post_nucleus_id": "post"})
+        .groupby(["pre", "post"], sort=True)
+        .agg(sizes=("size", tuple), synapse_ids=("id", tuple))
     )
     return df.join(per_edge, on=["pre", "post"])
 

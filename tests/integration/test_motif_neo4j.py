@@ -118,3 +118,8 @@ def test_in_memory_matches_equal_cypher_pages(
         assert db.call(
             search_motif, V, motif, induced=induced, skip=skip, limit=limit
         ) == find_motif(g, motif, induced=induced, offset=skip, limit=limit)
+    # keyset pages (what motifSearch's cursors hold): the page after match 4 is matches 5..
+    before = find_motif(g, motif, induced=induced, offset=0, limit=5)
+    assert db.call(
+        search_motif, V, motif, induced=induced, after=before[-1], limit=40
+    ) == find_motif(g, motif, induced=induced, offset=5, limit=40)

@@ -16,13 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from cgraph.load import load_release
-from graph import server
+from core.model import display_label
+from graph import bulk, releases, server
 from graph.driver import Database
 from graph.settings import ConnectionSettings, ServerSettings
 from loaders.synth import generate
+from snapshot.layout import open_snapshot
 from tests.helpers import drop_releases, read_graph, typed
 
 V1, V2 = 9701, 9702
@@ -148,3 +151,49 @@ def test_killed_bulk_import_keeps_the_previous_store_and_a_rerun_is_clean(
     _run(env, "rebuild", "--no-progress")
     assert comparable(read_graph(conn)) == online_only
     assert not list(settings.data_dir.glob("bulk-backup-*"))
+
+
+def _labels_in_graph(conn: ConnectionSettings) -> dict[int, set[str]]:
+    cells = read_graph(conn)["cells"]
+    return {n: set(c["labels"]) - {"Cell"} for n, c in cells.items() if BASE <= n < BASE + 10**6}
+
+
+def _labels_of_bulk(*versions: int) -> dict[int, set[str]]:
+    """The bulk writer's labels (graph.bulk.cells_table) for the snapshots of `versions`."""
+    table = bulk.cells_table([open_snapshot(v) for v in versions])
+    ids = table.column(0).to_pylist()
+    return {
+        n: set(lb.split(";")[1:]) for n, lb in zip(ids, table[":LABEL"].to_pylist(), strict=True)
+    }
+
+
+def test_display_labels_follow_the_newest_release_in_any_load_order(
+    db: Database, neo4j_settings: ConnectionSettings, files: Path
+) -> None:
+    """V2 loaded before V1, V1 typing every cell Inhibitory, V2 typing half of them: the
+    labels follow V2 where it types a cell and V1 elsewhere, as the bulk writer's do; after
+    dropping V2 they are V1's (issue 11: they followed the release loaded last)."""
+    ct = {v: pd.read_parquet(files / f"cell_types_v{v}.parquet") for v in (V1, V2)}
+    v1 = ct[V1].assign(classification_system="inhibitory_neuron", cell_type="BC")
+    v2 = ct[V2].iloc[::2]
+    drop_releases(db, V1, V2)
+    try:
+        for v, types in ((V2, v2), (V1, v1)):
+            load_release(db, v, nuclei=files / f"nuclei_v{v}.parquet",
+                         synapses=files / f"synapses_v{v}.parquet", cell_types=types,
+                         writer="online")  # fmt: skip
+        want = {int(n): {display_label(t, s)} for n, t, s in v1[["target_id", "cell_type",
+                "classification_system"]].itertuples(index=False)}  # fmt: skip
+        want.update({int(n): {display_label(t, s)} for n, t, s in v2[["target_id", "cell_type",
+                     "classification_system"]].itertuples(index=False)})  # fmt: skip
+        got = _labels_in_graph(neo4j_settings)
+        assert {n: lb for n, lb in got.items() if lb} == {n: lb - {None} for n, lb in want.items()
+                                                         if lb - {None}}  # fmt: skip
+        assert got == _labels_of_bulk(V1, V2)
+        assert any(lb != {"Inhibitory"} for lb in got.values())
+        db.call(releases.drop_release, V2)
+        assert _labels_in_graph(neo4j_settings) == _labels_of_bulk(V1)
+        assert {frozenset(lb) for lb in _labels_in_graph(neo4j_settings).values()} == {
+            frozenset({"Inhibitory"})}  # fmt: skip
+    finally:
+        drop_releases(db, V1, V2)

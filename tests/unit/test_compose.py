@@ -14,6 +14,7 @@ from tests.conftest import DOCKER_IMAGE
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
+REQUIRED_PASSWORD = "${NEO4J_PASSWORD:?set NEO4J_PASSWORD (8+ characters)}"
 
 
 def _compose() -> dict:
@@ -39,7 +40,7 @@ def test_neo4j_service_uses_the_pinned_image_ports_and_auth() -> None:
     ports = {p.rsplit(":", 1)[1]: p for p in neo["ports"]}
     assert set(ports) == {"7474", "7687"}
     assert all(p.startswith("127.0.0.1:") for p in neo["ports"]), "bind to loopback only"
-    assert neo["environment"]["NEO4J_AUTH"] == f"neo4j/${{NEO4J_PASSWORD:-{DEFAULT_PASSWORD}}}"
+    assert neo["environment"]["NEO4J_AUTH"] == f"neo4j/{REQUIRED_PASSWORD}"
     assert "healthcheck" in neo and any(v.endswith(":/data") for v in neo["volumes"])
 
 
@@ -52,6 +53,7 @@ def test_api_service_env_matches_connection_settings() -> None:
     assert env["NEO4J_URI"] == "bolt://neo4j:7687"
     assert env["NEO4J_USER"] == defaults.user
     assert env["NEO4J_DATABASE"] == defaults.database
-    assert env["NEO4J_PASSWORD"] == f"${{NEO4J_PASSWORD:-{DEFAULT_PASSWORD}}}"
+    assert env["NEO4J_PASSWORD"] == REQUIRED_PASSWORD  # no public default (issue 12)
+    assert DEFAULT_PASSWORD not in COMPOSE.read_text()
     assert (REPO / api["build"] / "Dockerfile").exists()
     assert api["command"][:2] == ["cgraph", "serve"]

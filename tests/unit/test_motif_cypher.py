@@ -13,19 +13,57 @@ def test_reciprocal_pair_match() -> None:
     cypher, params = compile_motif(
         parse_motif("A -> B [synapses >= 3]; B -> A"), 117, induced=False, mode="match"
     )
+    # unanchored: the streaming form (A's cells in index order, a subquery per cell), so
+    # ORDER BY ... LIMIT stops after a page instead of sorting every match (issue 11)
     assert cypher == (
-        "MATCH (A:Cell)-[r1:SYNAPSE_V117]->(B:Cell),\n"
-        "      (B)-[r2:SYNAPSE_V117]->(A)\n"
+        "MATCH (A:Cell)\n"
         "WHERE A.root_id_v117 IS NOT NULL\n"
-        "  AND B.root_id_v117 IS NOT NULL\n"
-        "  AND A <> B\n"
-        "  AND r1.synapses >= $A_B_synapses\n"
+        "WITH A ORDER BY A.nucleus_id\n"
+        "CALL (A) {\n"
+        "  MATCH (A)-[r1:SYNAPSE_V117]->(B:Cell),\n"
+        "        (B)-[r2:SYNAPSE_V117]->(A)\n"
+        "  WHERE B.root_id_v117 IS NOT NULL\n"
+        "    AND A <> B\n"
+        "    AND r1.synapses >= $A_B_synapses\n"
+        "  RETURN B\n"
+        "}\n"
         "RETURN A.nucleus_id AS A, B.nucleus_id AS B\n"
         "ORDER BY A, B\n"
         "SKIP $skip\n"
         "LIMIT $limit"
     )
     assert params == {"A_B_synapses": 3, "skip": 0, "limit": 1000}
+
+
+def test_keyset_page_after_a_match() -> None:
+    motif = parse_motif('A -> B; B -> C; A -> C\nA.cell_type = "23P"')
+    cypher, params = compile_motif(motif, 343, limit=5, after=(11, 22, 33))
+    assert cypher.startswith(
+        "MATCH (A:Cell)\n"
+        "WHERE A.root_id_v343 IS NOT NULL\n"
+        "  AND A.cell_type_v343 = $A_cell_type\n"
+        "  AND A.nucleus_id >= $after_A\n"
+        "WITH A ORDER BY A.nucleus_id\n"
+    )
+    assert (
+        "    AND (A.nucleus_id > $after_A OR B.nucleus_id > $after_B"
+        " OR (B.nucleus_id = $after_B AND (C.nucleus_id > $after_C)))\n"
+    ) in cypher
+    assert {k: params[k] for k in ("after_A", "after_B", "after_C", "skip", "limit")} == {
+        "after_A": 11, "after_B": 22, "after_C": 33, "skip": 0, "limit": 5}  # fmt: skip
+    for literal in ("11", "22", "33"):
+        assert literal not in cypher
+
+
+def test_keyset_in_the_sorted_form_is_fully_lexicographic() -> None:
+    cypher, _ = compile_motif(parse_motif("A -> B\nB.nucleus_id = 7"), 2, after=(1, 2))
+    assert cypher.startswith("MATCH (A:Cell)-[r1:SYNAPSE_V2]->(B:Cell)\n")
+    assert (
+        "  AND (A.nucleus_id > $after_A OR (A.nucleus_id = $after_A"
+        " AND (B.nucleus_id > $after_B)))\n"
+    ) in cypher
+    with pytest.raises(MotifError, match="one nucleus ID per motif node"):
+        compile_motif(parse_motif("A -> B"), 2, after=(1,))
 
 
 def test_feed_forward_loop_count_with_node_and_edge_constraints() -> None:

@@ -172,3 +172,13 @@ def test_macro_expansion_budget() -> None:
         prev = f"m{i}"
     with pytest.raises(MotifError, match="expands to more than 10,000 statements"):
         parse_motif(text + f"{prev}(A, B)")
+
+
+@pytest.mark.parametrize("literal", ["9223372036854775808", "-9223372036854775809", "1" + "0" * 23])
+def test_integer_literals_outside_int64_are_motif_errors(literal: str) -> None:
+    with pytest.raises(MotifError, match="line 2: the integer .* outside the 64-bit range"):
+        parse_motif(f"A -> B\nA -> C [size > {literal}]")
+    assert (
+        parse_motif("A -> B [size > 9223372036854775807]").edges[0].constraints[0].value
+        == 2**63 - 1
+    )

@@ -29,6 +29,9 @@ COLUMNS = {
         "pre_pt_root_id": pa.int64(),
         "post_pt_root_id": pa.int64(),
         "size": pa.int64(),
+        "pre_pt_supervoxel_id": pa.int64(),
+        "post_pt_supervoxel_id": pa.int64(),
+        **{f"{p}_pt_position_{k}": pa.int32() for p in ("pre", "ctr", "post") for k in "xyz"},
     },
     "cell_types": {
         "id": pa.int64(),
@@ -297,3 +300,53 @@ def test_zero_synapses_and_validation(tmp_path: Path) -> None:
         generate(tmp_path, cells=50, synapses=10, versions=[])
     with pytest.raises(ValueError):
         generate(tmp_path, cells=50, synapses=-1, versions=[1])
+
+
+def test_positions_inside_the_volume_near_each_other(medium: tuple[Path, SynthSummary]) -> None:
+    d, _ = medium
+    syn = read(d, "synapses", 117)
+    nm = np.asarray([4.0, 4.0, 40.0])
+    pts = {
+        p: syn[[f"{p}_pt_position_{k}" for k in "xyz"]].to_numpy() for p in ("pre", "ctr", "post")
+    }
+    for xyz in pts.values():
+        for k, (lo, hi) in enumerate((X_BOUNDS, Y_BOUNDS, Z_BOUNDS)):
+            assert xyz[:, k].min() >= lo and xyz[:, k].max() < hi
+    gap = np.linalg.norm((pts["pre"] - pts["post"]) * nm, axis=1)
+    assert 100 < np.median(gap) < 500 and np.percentile(gap, 99) < 700
+    mid = (pts["pre"] + pts["post"]) / 2
+    assert (
+        np.percentile(np.linalg.norm((mid - pts["ctr"]) * nm, axis=1), 99) <= 80
+    )  # voxel rounding
+    # onto a cell: near its soma (dendrites), measured independently from the nucleus table
+    nuc = read(d, "nuclei", 117)
+    nuc = nuc[nuc.pt_root_id != 0].drop_duplicates("pt_root_id", keep=False)
+    soma = nuc.set_index("pt_root_id")[["pt_position_x", "pt_position_y", "pt_position_z"]]
+    onto = syn.post_pt_root_id.isin(soma.index).to_numpy()
+    where = soma.loc[syn.post_pt_root_id[onto]].to_numpy()
+    dist_um = np.linalg.norm((pts["post"][onto] - where) * nm, axis=1) / 1000
+    assert np.median(dist_um) < 120
+
+
+def test_supervoxels_follow_positions_and_rows_are_shared(
+    medium: tuple[Path, SynthSummary],
+) -> None:
+    d, _ = medium
+    a, b = read(d, "synapses", 117), read(d, "synapses", 343)
+    shared = ["id", "size", "pre_pt_supervoxel_id", "post_pt_supervoxel_id",
+              *[f"{p}_pt_position_{k}" for p in ("pre", "ctr", "post") for k in "xyz"]]  # fmt: skip
+    pd.testing.assert_frame_equal(a[shared], b[shared])
+    for side in ("pre", "post"):
+        sv = a[f"{side}_pt_supervoxel_id"].to_numpy()
+        assert (sv >> 56 == 1).all()  # layer 1
+        chunk = np.stack([(sv >> s) & 1023 for s in (46, 36, 26)], axis=1)
+        pos = a[[f"{side}_pt_position_{k}" for k in "xyz"]].to_numpy()
+        assert (chunk == pos // np.asarray([512, 512, 64])).all()
+
+
+def test_no_positions_option(tmp_path: Path) -> None:
+    generate(tmp_path / "a", cells=60, synapses=2_000, versions=[117], seed=5, positions=False)
+    generate(tmp_path / "b", cells=60, synapses=2_000, versions=[117], seed=5)
+    a, b = read(tmp_path / "a", "synapses", 117), read(tmp_path / "b", "synapses", 117)
+    assert list(a.columns) == ["id", "pre_pt_root_id", "post_pt_root_id", "size"]
+    pd.testing.assert_frame_equal(a, b[a.columns])
