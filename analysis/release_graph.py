@@ -201,6 +201,12 @@ class ReleaseGraph:
                 self._memo[name] = make()
             return self._memo[name]  # type: ignore[no-any-return]
 
+    def forget(self, *names: str) -> None:
+        """Drop kept results (benchmarks time a computation cold; the graph stays valid)."""
+        with self._guard:
+            for name in names:
+                self._memo.pop(name, None)
+
     def node_attribute(self, name: str) -> npt.NDArray[Any] | None:
         """The values of a node attribute, one a cell (None when the graph has none)."""
         if name == "nucleus_id":

@@ -421,7 +421,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"| read + validate + aggregate | {s['seconds']['read_aggregate']:.1f} s | "
         f"{s['peak_rss_gib']:.2f} | DuckDB, same attribution + grouping + the same two files: "
         f"{d['seconds']:.1f} s, {d['peak_rss_gib']:.2f} GiB |",
-        f"| snapshot (Parquet + manifest) | {s['seconds']['snapshot']:.1f} s | (same process) | |",
+        f"| snapshot (Parquet + manifest{_store_note(s)}) | {s['seconds']['snapshot']:.1f} s | "
+        "(same process) | |",
         f"| Neo4j write, bulk (CSV {b['seconds'].get('csv', 0):.1f} s, import "
         f"{b['seconds'].get('import', 0):.1f} s, start {b['seconds'].get('start', 0):.1f} s, "
         f"indexes {b['seconds'].get('indexes', 0):.1f} s) | {b['wall_s']:.1f} s, "
@@ -452,6 +453,16 @@ def markdown(r: dict[str, Any]) -> str:
             runs.setdefault(cmd, []).append(f"{k} ({r[k].get('when', '?')})")
     lines += ["", "Runs: " + "; ".join(f"`{c}`: {', '.join(ks)}" for c, ks in runs.items())]
     return "\n".join(lines) + "\n"
+
+
+def _store_note(s: dict[str, Any]) -> str:
+    st = s.get("store")
+    if not st:
+        return ""
+    return (
+        f"; synapse store: {st['rows']:,} rows, {st['bytes'] / 1e9:.2f} GB, written in "
+        f"{st['seconds']:.1f} s = {st['rows_per_s'] / 1e6:.2f}M rows/s"
+    )
 
 
 def _serve_lines(v: dict[str, Any]) -> list[str]:

@@ -31,6 +31,17 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _pandas_filter(source: Path, keep: Any) -> Any:
+    """What a pandas user does with a file larger than memory: batch by batch, filter, concat."""
+    import pandas as pd
+
+    parts = []
+    for batch in pq.ParquetFile(source).iter_batches(batch_size=1 << 20):
+        df = batch.to_pandas()
+        parts.append(df[keep(df)])
+    return pd.concat(parts, ignore_index=True)
+
+
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -105,15 +116,17 @@ def main() -> None:
     res: dict[str, Any] = {"shape": shape, "version": args.version, "store_rows": pq.ParquetFile(store).metadata.num_rows,  # fmt: skip
                            "cells": len(sample), "cell_synapses_median": statistics.median(n_cell),
                            "cell_p50_ms": _pct(t_cell, 50) * 1e3, "cell_p99_ms": _pct(t_cell, 99) * 1e3}  # fmt: skip
+    print(f"client: {len(sample)} cells, p50 {res['cell_p50_ms']:.1f} ms", flush=True)
     base = sample[: args.baseline_cells]
     if source is not None:
         t_pd = []
         for r in base:
             t0 = time.perf_counter()
-            t = pq.read_table(source, filters=[("post_pt_root_id", "==", r)]).to_pandas()
+            t = _pandas_filter(source, lambda df, r=r: df["post_pt_root_id"] == r)
             t = t[t.pre_pt_root_id != t.post_pt_root_id]
             t_pd.append(time.perf_counter() - t0)
         con = duckdb.connect()
+        con.execute("SET memory_limit = '4GB'")  # the store side's cap is 2GB
         t_dk = []
         for r in base:
             t0 = time.perf_counter()
@@ -125,23 +138,42 @@ def main() -> None:
             duckdb_source_cell_p50_ms=_pct(t_dk, 50) * 1e3,  # fmt: skip
             speedup_vs_pandas=_pct(t_pd, 50) / _pct(t_cell, 50),
         )
-    # a bounding box of ~10k synapses: a slab of post positions around the median
-    pos = pq.read_table(store, columns=[f"post_pt_position_{a}" for a in "xyz"])
-    xyz = np.stack([pos.column(i).to_numpy(zero_copy_only=False) for i in range(3)], axis=1).astype(float)  # fmt: skip
-    frac = min(1.0, 10_000 / len(xyz)) ** (1 / 3)
-    lo = np.quantile(xyz, 0.5 - frac / 2, axis=0)
-    hi = np.quantile(xyz, 0.5 + frac / 2, axis=0)
+    print(f"baselines: { ({k: v for k, v in res.items() if 'p50' in k}) }", flush=True)
+    # a bounding box of ~10k synapses around the median post position, chosen from a sample of
+    # row groups (the whole position columns of a v117 store do not fit in memory as floats)
+    pf = pq.ParquetFile(store)
+    groups = sorted(rng.choice(pf.num_row_groups, min(32, pf.num_row_groups), replace=False))
+    pos = pf.read_row_groups(groups, columns=[f"post_pt_position_{a}" for a in "xyz"])
+    xyz = np.stack([pos.column(i).to_numpy(zero_copy_only=False) for i in range(3)], axis=1)
+    xyz = xyz[~np.isnan(xyz.astype(float)).any(axis=1)].astype(float)
+    frac = min(1.0, 10_000 / pf.metadata.num_rows) ** (1 / 3)
+    lo = np.floor(np.quantile(xyz, 0.5 - frac / 2, axis=0))
+    hi = np.ceil(np.quantile(xyz, 0.5 + frac / 2, axis=0))
     box = [lo.tolist(), hi.tolist()]
     t0 = time.perf_counter()
     df = client.synapse_query(bounding_box=box, version=args.version)
-    res.update(bbox_rows=len(df), bbox_ms=(time.perf_counter() - t0) * 1e3)
+    res.update(bbox=box, bbox_rows=len(df), bbox_ms=(time.perf_counter() - t0) * 1e3)
     if source is not None:
+        cols = [f"post_pt_position_{a}" for a in "xyz"]
         t0 = time.perf_counter()
-        t = pq.read_table(source).to_pandas()
-        m = np.ones(len(t), bool)
-        for i, a in enumerate("xyz"):
-            m &= t[f"post_pt_position_{a}"].between(box[0][i], box[1][i]).to_numpy()
+        t = _pandas_filter(
+            source,
+            lambda df: np.logical_and.reduce(
+                [df[c].between(box[0][k], box[1][k]).to_numpy() for k, c in enumerate(cols)]
+            ),
+        )
         res["pandas_bbox_ms"] = (time.perf_counter() - t0) * 1e3
+        res["pandas_bbox_rows"] = len(t)
+        del t
+        t0 = time.perf_counter()
+        got = con.execute(
+            "SELECT * FROM read_parquet(?) WHERE "
+            + " AND ".join(f"{c} BETWEEN ? AND ?" for c in cols),
+            [str(source), *[v for i in range(3) for v in (box[0][i], box[1][i])]],
+        ).df()
+        res["duckdb_source_bbox_ms"] = (time.perf_counter() - t0) * 1e3
+        res["duckdb_source_bbox_rows"] = len(got)
+    print(f"bbox: { ({k: v for k, v in res.items() if 'bbox' in k}) }", flush=True)
     # whole-release export over HTTP (Arrow IPC, batch by batch)
     t0 = time.perf_counter()
     rows = sum(len(b) for b in client.iter_release(args.version, "synapses"))

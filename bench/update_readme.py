@@ -10,7 +10,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
-BLOCKS = ("load_full.md",)
+#: results files the README quotes whole, between <!-- name --> and <!-- /name -->
+BLOCKS = ("load_full.md", "synapses.md", "bench_motif.md")
 
 
 def main() -> None:

@@ -163,8 +163,8 @@ class _Engine:
             self.con.execute("SET memory_limit = ?", [memory])
         except duckdb.Error as exc:
             raise BadRequest(f"CGRAPH_DUCKDB_MEMORY={memory!r}: {exc}") from None
-        self.con.execute("SET parquet_metadata_cache = true")
-        self.con.execute("SET preserve_insertion_order = true")
+        self.con.execute("SET GLOBAL parquet_metadata_cache = true")  # cursors are new sessions
+        self.con.execute("SET GLOBAL preserve_insertion_order = true")
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self.con.cursor()

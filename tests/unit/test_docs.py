@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 
 import click
+import pytest
 
+from bench.update_readme import BLOCKS
 from cgraph.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +46,9 @@ def test_every_setting_is_in_the_readme() -> None:
     assert not missing, f"undocumented settings: {missing}"
 
 
-def test_readme_load_benchmark_is_the_results_file() -> None:
-    """The README's v117 load numbers are bench/results/load_full.md as the bench wrote it."""
-    block = README.split("<!-- load_full.md -->\n", 1)[1].split("<!-- /load_full.md -->", 1)[0]
-    assert block == (REPO / "bench" / "results" / "load_full.md").read_text()
+@pytest.mark.parametrize("name", BLOCKS)
+def test_readme_benchmarks_are_the_results_files(name: str) -> None:
+    """Each benchmark block of the README is its bench/results file as the bench wrote it."""
+    assert f"<!-- {name} -->" in README, f"README quotes no {name}"
+    block = README.split(f"<!-- {name} -->\n", 1)[1].split(f"<!-- /{name} -->", 1)[0]
+    assert block == (REPO / "bench" / "results" / name).read_text()

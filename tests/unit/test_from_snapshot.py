@@ -244,3 +244,17 @@ def test_cell_index_refuses_unknown_ids() -> None:
     assert index_of(huge, huge[::-1].copy()).tolist() == [1, 0]
     with pytest.raises(ValueError, match="not among the cells"):
         index_of(huge, np.array([(1 << 40) + 1]))
+
+
+def test_forget_drops_a_kept_result_only() -> None:
+    g = ReleaseGraph.build(np.arange(3), [0, 1], [1, 2])
+    calls: list[int] = []
+
+    def make(value: int) -> int:
+        calls.append(value)
+        return value
+
+    assert g.cached("x", lambda: make(7)) == 7
+    assert g.cached("x", lambda: make(8)) == 7 and calls == [7]
+    g.forget("x", "never-kept")
+    assert g.cached("x", lambda: make(9)) == 9 and calls == [7, 9]
