@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from core.errors import BadRequest, CGraphError, UnknownRelease
-from core.model import check_version
+from core.model import SLOTS, check_version
 from snapshot.layout import Snapshot, SnapshotError, open_snapshot, snapshot_path
 from snapshot.query import (
     DEFAULT_BATCH_ROWS,
@@ -58,9 +58,9 @@ def release_snapshot(version: Any) -> Snapshot:
     if isinstance(version, bool) or not isinstance(version, int):
         raise BadRequest(f"version must be an integer, got {version!r}")
     v = check_version(version)
-    if not snapshot_path(v).exists():
+    if not any(snapshot_path(v, slot=s).exists() for s in SLOTS):
         raise UnknownRelease(v)
-    return open_snapshot(v)
+    return open_snapshot(v)  # the served one, also while a replace writes the next
 
 
 class _Sink(io.RawIOBase):

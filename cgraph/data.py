@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -11,6 +12,7 @@ from cgraph.load import LoadSummary, load_release, parse_memory
 from core.errors import BadRequest
 from graph import releases
 from graph.driver import Database
+from loaders.readers import check_destinations
 from loaders.versions import default_timestamp, parse_timestamp
 
 
@@ -23,7 +25,18 @@ def parse_map(pairs: tuple[str, ...]) -> dict[str, str]:
                 f"--map takes DEST=SRC (e.g. pre_pt_root_id=pre_root_id), got {pair!r}"
             )
         mapping[dest.strip()] = src.strip()
+    check_destinations(mapping, what="--map")
     return mapping
+
+
+def parse_timestamp_option(text: str) -> datetime:
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        raise BadRequest(
+            "--timestamp takes an ISO 8601 time such as 2021-06-11T08:10:00.215114 (UTC unless "
+            f"it has a zone, e.g. +00:00 or Z), got {text!r}"
+        ) from None
 
 
 def parse_versions(text: str) -> list[int]:
@@ -123,7 +136,7 @@ def load(version: int, timestamp: str | None, nuclei: str, synapses: str, neuron
          cell_types: str | None, maps: tuple[str, ...], voxel_size: str, replace: bool,
          skip_existing: bool, memory: str | None, writer: str, progress: bool) -> None:  # fmt: skip
     """Load one release from files (Parquet, Feather, CSV, CSV.gz, CAVE dumps)."""
-    ts = parse_timestamp(timestamp) if timestamp else default_timestamp(version)
+    ts = parse_timestamp_option(timestamp) if timestamp else default_timestamp(version)
     mapping = parse_map(maps)
     voxel = parse_voxel(voxel_size)
     mem = parse_memory(memory) if memory else None

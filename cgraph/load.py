@@ -1,8 +1,11 @@
 """The load pipeline: files -> read/validate/aggregate (loaders) -> release snapshot (Parquet +
 manifest) -> a Neo4j writer (graph). The one place that wires loaders and graph for loading.
 
-Nothing reaches Neo4j before the whole input is read, validated and aggregated and its snapshot
-is complete, so bad input leaves the database unchanged. The release is `loading` while its
+A load first takes the release's exclusive claim (graph.releases: a second loader of the same
+version is refused naming the holder; a killed loader's claim is taken over), then reads. No
+cell or edge reaches Neo4j before the whole input is read, validated and aggregated and its
+snapshot is complete, so bad input leaves the database unchanged (a Release node the claim
+created is removed again). The release is `loading` while its
 cells and edges are written and becomes `complete` in one final transaction after the written
 counts are checked against the snapshot; a load that dies midway leaves it `loading` (or
 `failed`), and running the same load again clears that attempt first.
@@ -14,10 +17,11 @@ no release loaded yet) and ``online`` (transactional, into a running database ot
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +32,7 @@ import click
 from tqdm import tqdm
 
 from core.errors import BadRequest, ReleaseExists
-from core.model import COMPLETE, check_version
+from core.model import COMPLETE, SLOTS, check_version
 from graph import bulk, releases
 from graph.driver import Database
 from graph.settings import ServerSettings
@@ -37,8 +41,8 @@ from loaders.positions import DEFAULT_VOXEL_SIZE
 from loaders.readers import Source
 from loaders.tables import ReleaseData
 from loaders.to_snapshot import write_release_snapshot
-from snapshot.layout import Snapshot
-from snapshot.write import describe_source
+from snapshot.layout import Snapshot, set_served, snapshot_path
+from snapshot.write import describe_source, remove_snapshot
 
 Writer = Literal["auto", "bulk", "online"]
 
@@ -94,6 +98,7 @@ def aggregate_to_snapshot(
     progress: bool = False,
     memory: int | None = None,
     seconds: dict[str, float] | None = None,
+    slot: int = 0,
     **options: Any,
 ) -> tuple[Snapshot, dict[int, list[int]]]:
     """Read, validate, aggregate and write the snapshot of one release; ``options`` go to
@@ -117,12 +122,72 @@ def aggregate_to_snapshot(
                   unit=" rows", unit_scale=True, disable=not progress) as store_bar:  # fmt: skip
             snap = write_release_snapshot(agg, v, timestamp=timestamp, sources=sources.result(),
                                           voxel_size=voxel_size, on_edges=bar.update,
-                                          on_store=store_bar.update, seconds=steps)  # fmt: skip
+                                          on_store=store_bar.update, seconds=steps,
+                                          slot=slot)  # fmt: skip
     if seconds is not None:
         seconds["read_aggregate"] = t1 - t0
         seconds["snapshot"] = time.perf_counter() - t1
         seconds.update({f"snapshot_{k}": x for k, x in steps.items()})
     return snap, agg.multi_nucleus_roots
+
+
+@contextlib.contextmanager
+def holding_claim(db: Database, version: int, *, replace: bool) -> Iterator[releases.Claim]:
+    """Hold release ``version``'s load claim (heartbeats on the runner's loop) for the block."""
+    c = releases.Claim(check_version(version))
+    cm = releases.claimed(db.adb, c, replace=replace)
+    db.run(cm.__aenter__())
+    try:
+        yield c
+    except BaseException as exc:
+        db.run(cm.__aexit__(type(exc), exc, exc.__traceback__))
+        raise
+    db.run(cm.__aexit__(None, None, None))
+
+
+def _slot_of(snap: Snapshot) -> int:
+    return 1 if snap.path.name.endswith("_b") else 0
+
+
+def _serve(snap: Snapshot) -> None:
+    """Point digest-less snapshot readers at ``snap`` while the replaced one still exists."""
+    if any(snapshot_path(snap.version, snap.path.parent.parent, s).exists() for s in SLOTS
+           if s != _slot_of(snap)):  # fmt: skip
+        set_served(snap.version, _slot_of(snap), snap.path.parent.parent)
+
+
+def _begin_snapshots(db: Database, version: int) -> int:
+    """The slot a load writes (graph and snapshot); during a replace, snapshot readers are
+    told that the served snapshot is the old one until the switch."""
+    served = db.call(releases.get_release, version)
+    slot = releases.target_slot(served)
+    if served is not None and served.status == COMPLETE and served.slot != slot:
+        set_served(version, served.slot)
+    return slot
+
+
+def _tidy_served(version: int) -> None:
+    """A failed load: the served-snapshot note goes when one snapshot is left."""
+    if sum(snapshot_path(version, slot=s).exists() for s in SLOTS) < 2:
+        set_served(version, None)
+
+
+def _drop_unserved(db: Database, snap: Snapshot) -> None:
+    """After a failed replace, remove its new snapshot (the served one stays alone)."""
+    with contextlib.suppress(Exception):  # the load's own error is what matters
+        served = db.call(releases.get_release, snap.version)
+        if served is not None and served.status == COMPLETE and served.snapshot != snap.digest:
+            remove_snapshot(snap.path)
+            set_served(snap.version, None, snap.path.parent.parent)
+
+
+def remove_other_snapshots(snap: Snapshot) -> None:
+    """Once the graph serves ``snap``, remove the release's other snapshot (the replaced one)."""
+    for slot in SLOTS:
+        path = snapshot_path(snap.version, snap.path.parent.parent, slot)
+        if path != snap.path and path.exists():
+            remove_snapshot(path)
+    set_served(snap.version, None, snap.path.parent.parent)
 
 
 def write_snapshot(
@@ -132,21 +197,28 @@ def write_snapshot(
     replace: bool = False,
     progress: bool = False,
     seconds: dict[str, float] | None = None,
+    claim: releases.Claim | None = None,
 ) -> None:
-    """The online writer with progress bars (edges/s and ETA)."""
+    """The online writer with progress bars (edges/s and ETA). Once the graph has switched to
+    ``snap``, the snapshot readers are pointed at it too (snapshot.layout.set_served)."""
     v = snap.version
     counts = snap.counts
     with tqdm(total=counts["cells"], desc=f"v{v} cells", unit=" cells", unit_scale=True,
               disable=not progress) as cells, \
          tqdm(total=counts["edges"], desc=f"v{v} edges", unit=" edges", unit_scale=True,
               disable=not progress) as edges:  # fmt: skip
-        db.call(releases.write_snapshot, snap, replace=replace, on_cells=cells.update,
-                on_edges=edges.update, seconds=seconds)  # fmt: skip
+        db.call(releases.write_snapshot, snap, replace=replace, claim_of=claim,
+                on_cells=cells.update, on_edges=edges.update, seconds=seconds,
+                on_switch=lambda: _serve(snap))  # fmt: skip
 
 
-def choose_writer(db: Database, writer: Writer) -> tuple[str, str]:
-    """(writer, why): bulk for the project's own empty local database, online otherwise."""
+def choose_writer(
+    db: Database, writer: Writer, claim: releases.Claim | None = None
+) -> tuple[str, str]:
+    """(writer, why): bulk for the project's own empty local database (empty but for this
+    load's own claim), online otherwise."""
     srv = ServerSettings.from_env()
+    token = claim.token if claim is not None else None
     local = bulk.is_local(db.settings, srv) and db.settings.database == "neo4j"
     if writer == "bulk":
         if not local:
@@ -155,7 +227,7 @@ def choose_writer(db: Database, writer: Writer) -> tuple[str, str]:
                 f"(bolt://127.0.0.1:{srv.bolt_port}); {db.settings.uri} takes only the online "
                 "writer (a remote or clustered Neo4j, Aura: transactional writes)"
             )
-        if not db.call(bulk.is_local_empty, srv, db.settings):
+        if not db.call(bulk.is_local_empty, srv, db.settings, token):
             raise BadRequest(
                 "--writer bulk replaces the whole store and this database already holds data; "
                 "use --writer online to add a release, or `cgraph rebuild` to re-import every "
@@ -166,7 +238,7 @@ def choose_writer(db: Database, writer: Writer) -> tuple[str, str]:
         return "online", "forced with --writer online"
     if not local:
         return "online", f"{db.settings.uri} is not the project's local server (online only)"
-    if db.call(bulk.is_local_empty, srv, db.settings):
+    if db.call(bulk.is_local_empty, srv, db.settings, token):
         return "bulk", "the project's local database is empty"
     return "online", "the database already holds releases"
 
@@ -179,20 +251,32 @@ def write_release_snapshot_to_graph(
     progress: bool = False,
     writer: Writer = "auto",
     seconds: dict[str, float] | None = None,
+    claim: releases.Claim | None = None,
 ) -> str:
-    """Write a snapshot with the chosen writer; returns the writer used."""
-    chosen, why = choose_writer(db, writer)
+    """Write a snapshot with the chosen writer (under ``claim``, when the caller holds the
+    release's); returns the writer used."""
+    chosen, why = choose_writer(db, writer, claim)
     if progress:
         click.echo(f"release {snap.version}: {chosen} writer ({why})", err=True)
     t = time.perf_counter()
     if chosen == "bulk":
-        report = bulk.bulk_import([snap], ServerSettings.from_env(), db.settings,
-                                  progress=progress)  # fmt: skip
+        srv = ServerSettings.from_env()
+        token = claim.token if claim is not None else None
+
+        def still_empty() -> None:  # another loader may have written since choose_writer
+            if not db.call(bulk.is_local_empty, srv, db.settings, token):
+                raise bulk.BulkRefused(
+                    "the local database stopped being empty while this release was read; "
+                    "load it again (it will take the online writer)"
+                )
+
+        report = bulk.bulk_import([snap], srv, db.settings, progress=progress,
+                                  check=still_empty)  # fmt: skip
         if seconds is not None:
             seconds.update({f"bulk_{k}": v for k, v in report.seconds.items()})
     else:
         steps: dict[str, float] = {}
-        write_snapshot(db, snap, replace=replace, progress=progress, seconds=steps)
+        write_snapshot(db, snap, replace=replace, progress=progress, seconds=steps, claim=claim)
         if seconds is not None:
             seconds.update({f"online_{k}": v for k, v in steps.items()})
     if seconds is not None:
@@ -223,10 +307,22 @@ def load_release(
             return None
         raise ReleaseExists(v)
     seconds: dict[str, float] = {}
-    snap, multi = aggregate_to_snapshot(v, progress=progress, seconds=seconds, **inputs)
-    used = write_release_snapshot_to_graph(
-        db, snap, replace=replace, progress=progress, writer=writer, seconds=seconds
-    )
+    with holding_claim(db, v, replace=replace) as claim:
+        # a replace writes its snapshot beside the served one (which goes once switched)
+        slot = _begin_snapshots(db, v)
+        snap: Snapshot | None = None
+        try:
+            snap, multi = aggregate_to_snapshot(v, progress=progress, seconds=seconds,
+                                                slot=slot, **inputs)  # fmt: skip
+            used = write_release_snapshot_to_graph(db, snap, replace=replace, progress=progress,
+                                                   writer=writer, seconds=seconds,
+                                                   claim=claim)  # fmt: skip
+        except BaseException:
+            if snap is not None:
+                _drop_unserved(db, snap)
+            _tidy_served(v)
+            raise
+        remove_other_snapshots(snap)
     return LoadSummary(v, snap.counts, multi, used, snap.path, seconds)
 
 
@@ -243,7 +339,15 @@ def write_release(
 ) -> LoadSummary:
     """Snapshot and write an aggregated in-memory release (live CAVE)."""
     v = check_version(version)
-    snap = write_release_snapshot(data, v, timestamp=timestamp, sources=sources,
-                                  voxel_size=voxel_size)  # fmt: skip
-    write_snapshot(db, snap, replace=replace, progress=progress)
+    with holding_claim(db, v, replace=replace) as claim:
+        slot = _begin_snapshots(db, v)
+        snap = write_release_snapshot(data, v, timestamp=timestamp, sources=sources,
+                                      voxel_size=voxel_size, slot=slot)  # fmt: skip
+        try:
+            write_snapshot(db, snap, replace=replace, progress=progress, claim=claim)
+        except BaseException:
+            _drop_unserved(db, snap)
+            _tidy_served(v)
+            raise
+        remove_other_snapshots(snap)
     return LoadSummary(v, snap.counts, data.multi_nucleus_roots, "online", snap.path)

@@ -53,6 +53,33 @@ class ReleaseExists(CGraphError):
         self.version = version
 
 
+class LoadInProgress(CGraphError):
+    """Another loader holds the release's load claim (and is alive)."""
+
+    code = "LOAD_IN_PROGRESS"
+
+    def __init__(self, version: int, holder: str, seconds: float) -> None:
+        super().__init__(
+            f"release {version} is being loaded by {holder} (claimed, last heard from "
+            f"{seconds:.0f} s ago); wait for it to finish, or stop it (a claim whose loader is "
+            "gone is taken over on the next load)"
+        )
+        self.version = version
+        self.holder = holder
+
+
+class ClaimLost(CGraphError):
+    """This loader's claim on a release was taken over (it was silent too long) or removed."""
+
+    code = "LOAD_IN_PROGRESS"
+
+    def __init__(self, version: int, detail: str) -> None:
+        super().__init__(
+            f"release {version}: this load lost its claim ({detail}); nothing was marked complete"
+        )
+        self.version = version
+
+
 class QueryTimeout(CGraphError):
     code = "TIMEOUT"
 

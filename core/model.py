@@ -123,19 +123,31 @@ def check_version(version: object) -> int:
     return version
 
 
-def rel_type(version: int) -> str:
-    """`SYNAPSE_V117` for release 117."""
-    return f"SYNAPSE_V{check_version(version)}"
+#: A release's graph lives in one of two *slots*: 0 (the names below) or 1 (suffix ``_B`` /
+#: ``_b``). A replace writes the other slot beside the served one and switches the Release
+#: node's ``slot`` in one transaction (graph.releases); readers build names from that slot.
+SLOTS = (0, 1)
+
+
+def check_slot(slot: object) -> int:
+    if slot not in SLOTS or isinstance(slot, bool):
+        raise BadRequest(f"release slot must be 0 or 1, got {slot!r}")
+    return int(slot)  # type: ignore[call-overload]
+
+
+def rel_type(version: int, slot: int = 0) -> str:
+    """`SYNAPSE_V117` for release 117 (`SYNAPSE_V117_B` in slot 1)."""
+    return f"SYNAPSE_V{check_version(version)}{'_B' if check_slot(slot) else ''}"
 
 
 @functools.lru_cache(maxsize=4096, typed=True)  # typed: prop(s, True) still raises
-def prop(stem: str, version: int) -> str:
-    """`root_id_v117` for ('root_id', 117)."""
+def prop(stem: str, version: int, slot: int = 0) -> str:
+    """`root_id_v117` for ('root_id', 117) (`root_id_v117_b` in slot 1)."""
     if stem not in RELEASE_PROPERTY:
         raise BadRequest(f"unknown release property {stem!r}")
-    return f"{stem}_v{check_version(version)}"
+    return f"{stem}_v{check_version(version)}{'_b' if check_slot(slot) else ''}"
 
 
-def index_name(stem: str, version: int) -> str:
+def index_name(stem: str, version: int, slot: int = 0) -> str:
     """`cell_root_id_v117`: the name of the index on a release property."""
-    return f"cell_{prop(stem, version)}"
+    return f"cell_{prop(stem, version, slot)}"

@@ -18,12 +18,13 @@ if it was running and raises :class:`BulkImportError` naming the step and the lo
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -233,6 +234,7 @@ def releases_table(snapshots: Sequence[Snapshot], started_at: datetime) -> pa.Ta
         "status:string": [LOADING] * len(snaps),
         "started_at:datetime": [_iso(started_at)] * len(snaps),
         "snapshot:string": [s.digest for s in snaps],
+        "slot:long": [0] * len(snaps),  # a fresh store: every release in slot 0
     }
     for k in keys:
         cols[f"{k}:long"] = [s.counts.get(k) for s in snaps]
@@ -337,17 +339,24 @@ def _require_local(conn: ConnectionSettings, settings: ServerSettings) -> None:
                           f"not {conn.database!r}")  # fmt: skip
 
 
-COUNT_NODES = "MATCH (n) RETURN count(n) AS n"
+COUNT_NODES = """
+MATCH (n) WHERE NOT (n:Release AND n.created_by = $token AND n.claim = $token)
+RETURN count(n) AS n
+"""
 
 
 async def is_local_empty(
-    adb: AsyncDatabase, server_settings: ServerSettings, conn: ConnectionSettings
+    adb: AsyncDatabase,
+    server_settings: ServerSettings,
+    conn: ConnectionSettings,
+    claim_token: str | None = None,
 ) -> bool:
     """True when the target is the project's own local server and its database holds no node
-    at all (so no Release either): then `cgraph load` may take the bulk path."""
+    at all (so no Release either; the untouched Release node of this loader's own claim,
+    ``claim_token``, aside): then `cgraph load` may take the bulk path."""
     if not is_local(conn, server_settings) or conn.database != "neo4j":
         return False
-    rows = await adb.read(COUNT_NODES)
+    rows = await adb.read(COUNT_NODES, {"token": claim_token})
     return int(rows[0]["n"]) == 0
 
 
@@ -569,15 +578,56 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+@contextlib.contextmanager
+def exclusive(settings: ServerSettings) -> Iterator[None]:
+    """One bulk import (or rebuild) of the local store at a time: an advisory lock on
+    ``<home>/bulk.lock`` (released by the kernel when its process dies). A second one is
+    refused naming the holder's pid."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    path = settings.home / "bulk.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise BulkRefused(
+                f"another bulk import of {settings.home} is running (pid {holder}, lock "
+                f"{path}); wait for it, or load with --writer online"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def bulk_import(
     snapshots: Sequence[Snapshot],
     server_settings: ServerSettings,
     conn: ConnectionSettings,
     *,
     progress: bool = True,
+    check: Callable[[], None] | None = None,
 ) -> BulkReport:
     """Replace the local server's database with `snapshots` through neo4j-admin (see the
-    module doc). Leaves the server running; on failure the previous store is back as it was."""
+    module doc), holding :func:`exclusive`; ``check`` runs once the lock is held, before
+    anything is touched (the load pipeline: "the store is still empty"). Leaves the server
+    running; on failure the previous store is back as it was."""
+    _require_local(conn, server_settings)  # before the lock file is made in its home
+    with exclusive(server_settings):
+        if check is not None:
+            check()
+        return _bulk_import(snapshots, server_settings, conn, progress=progress)
+
+
+def _bulk_import(
+    snapshots: Sequence[Snapshot],
+    server_settings: ServerSettings,
+    conn: ConnectionSettings,
+    *,
+    progress: bool,
+) -> BulkReport:
     settings, snaps = server_settings, _sorted_snapshots(snapshots)
     _require_local(conn, settings)
     if sorted(settings.data_dir.glob(f"{BACKUP_PREFIX}*")):  # an earlier import was killed

@@ -95,6 +95,8 @@ class AsyncDatabase:
         service: short, it answers UNAVAILABLE fast; writers: longer, deadlocks between
         concurrent writers are retried)."""
         self.settings = settings or ConnectionSettings.from_env()
+        #: {version: slot} of releases as last seen by a guarded read (graph.queries)
+        self.release_slots: dict[int, int] = {}
         with mapped_errors(self.settings):
             # a service answers fast or says UNAVAILABLE: no 30 s waits on a dead server
             self.driver = neo4j.AsyncGraphDatabase.driver(

@@ -1,9 +1,13 @@
 """Every read the GraphQL API makes, as async functions over :class:`graph.driver.AsyncDatabase`.
 
-Release-scoped reads carry their own release guard: one statement reads the status of the
-releases it needs and runs the body only when all of them are ``complete``, so a query costs
-one round trip and never reads a release that is loading, failed or being dropped. The guard's
-statuses become :class:`UnknownRelease` / :class:`ReleaseNotReady` here.
+Release-scoped reads carry their own release guard: one statement reads the status and the
+slot (core.model.SLOTS) of the releases it needs and runs the body only when all of them are
+``complete`` in the slot the statement was built for, so a query costs one round trip and never
+reads a release that is loading, failed or being dropped. The slots come from a per-database
+cache; a replace that switched a release's slot makes the guard refuse the body, the cache is
+refreshed and the statement rebuilt once. The guard's statuses become :class:`UnknownRelease` /
+:class:`ReleaseNotReady` here. Records come back with the served slot's property names mapped
+to the plain ones (``root_id_v117``), so callers never see slots.
 
 Dynamic Cypher is limited to per-release names from :mod:`core.model`; every value is a
 ``$parameter``. Partner queries seek the cell by ``nucleus_id`` (unique constraint index) and
@@ -14,13 +18,14 @@ expand only the release's relationship type; pages are keyset pages over a total
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from core.criteria import CellCriteria
-from core.model import check_version, prop, rel_type
+from core.errors import CGraphError
+from core.model import RELEASE_PROPERTIES, check_version, prop, rel_type
 from graph.driver import AsyncDatabase
 from graph.releases import gate
 
@@ -55,8 +60,22 @@ class CellRecord:
     complete: bool = True
 
     @classmethod
-    def from_props(cls, node: Mapping[str, Any]) -> CellRecord:
-        return cls(nucleus_id=int(node["nucleus_id"]), props=node)
+    def from_props(
+        cls, node: Mapping[str, Any], slots: Mapping[int, int] | None = None
+    ) -> CellRecord:
+        """A record from a node's properties; ``slots``: {version: slot} of the releases read,
+        those served from slot 1 get their property names mapped to the plain ones."""
+        moved = [v for v, slot in (slots or {}).items() if slot]
+        if not moved:
+            return cls(nucleus_id=int(node["nucleus_id"]), props=node)
+        props = dict(node)
+        for v in moved:
+            for p in RELEASE_PROPERTIES:
+                props.pop(prop(p.stem, v), None)  # the retired slot's, during its grace
+                value = props.pop(prop(p.stem, v, 1), None)
+                if value is not None:
+                    props[prop(p.stem, v)] = value
+        return cls(nucleus_id=int(node["nucleus_id"]), props=props)
 
     @property
     def position(self) -> tuple[float, float, float] | None:
@@ -135,9 +154,9 @@ GUARD = """
 CALL () {
   UNWIND $versions AS v
   OPTIONAL MATCH (r:Release {version: v})
-  RETURN collect(coalesce(r.status, 'missing')) AS statuses
+  RETURN collect(coalesce(r.status, 'missing')) AS statuses, collect(coalesce(r.slot, 0)) AS slots
 }
-WITH statuses, all(s IN statuses WHERE s = 'complete') AS ok
+WITH statuses, slots, all(s IN statuses WHERE s = 'complete') AND slots = $slots AS ok
 """
 
 
@@ -146,15 +165,33 @@ def _check(versions: Sequence[int], statuses: Sequence[str]) -> None:
         gate(v, status)
 
 
+class ReleaseSwitching(CGraphError):
+    """A release's slot changed between two tries of one read (replaces back to back)."""
+
+    code = "RELEASE_NOT_READY"
+
+
 async def _guarded(
-    adb: AsyncDatabase, cypher: str, versions: Sequence[int], params: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Run a guarded statement (GUARD + an aggregating body); raise on a release not complete."""
+    adb: AsyncDatabase,
+    build: Callable[..., str],
+    versions: Sequence[int],
+    params: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[int, int]]:
+    """Run a guarded statement (GUARD + an aggregating body) built by ``build(*slots)`` (one
+    slot per version) for the cached slots; raise on a release not complete. Returns the row
+    and {version: slot} it was read in."""
     vs = [check_version(v) for v in versions]
-    rows = await _read(adb, cypher, {**params, "versions": vs})
-    row = rows[0]
-    _check(vs, row["statuses"])
-    return row
+    cache = adb.release_slots
+    for _ in range(3):
+        slots = [cache.get(v, 0) for v in vs]
+        rows = await _read(adb, build(*slots), {**params, "versions": vs, "slots": slots})
+        row = rows[0]
+        _check(vs, row["statuses"])
+        got = [int(x) for x in row["slots"]]
+        if got == slots:
+            return row, dict(zip(vs, slots, strict=True))
+        cache.update(zip(vs, got, strict=True))
+    raise ReleaseSwitching(f"releases {vs} switched slots while read; ask again")
 
 
 # --------------------------------------------------------------------------- cells
@@ -162,14 +199,14 @@ async def _guarded(
 GET_CELLS = """
 CALL () {
   MATCH (r:Release) WHERE r.status = 'complete'
-  RETURN collect(r.version) AS complete
+  RETURN collect(r.version) AS complete, collect(coalesce(r.slot, 0)) AS slots
 }
 CALL () {
   UNWIND $ids AS id
-  MATCH (c:Cell {nucleus_id: id})
+  MATCH (c:Cell {nucleus_id: id}) WHERE size(c.releases) > 0
   RETURN collect(properties(c)) AS cells
 }
-RETURN complete, cells
+RETURN complete, slots, cells
 """
 
 
@@ -177,71 +214,76 @@ async def get_cells(
     adb: AsyncDatabase, nucleus_ids: Sequence[int]
 ) -> tuple[list[CellRecord | None], list[int]]:
     """Cells by nucleus ID, in the order asked (None for an ID with no cell), and the versions
-    of the complete releases at the time (so that per-release fields need no second query)."""
+    of the complete releases at the time (so that per-release fields need no second query).
+    A cell that only a running load has written (in no release yet) is not there."""
     (row,) = await _read(adb, GET_CELLS, {"ids": list(nucleus_ids)})
-    found = {int(c["nucleus_id"]): CellRecord.from_props(c) for c in row["cells"]}
+    slots = dict(zip(map(int, row["complete"]), map(int, row["slots"]), strict=True))
+    found = {int(c["nucleus_id"]): CellRecord.from_props(c, slots) for c in row["cells"]}
     return [found.get(i) for i in nucleus_ids], [int(v) for v in row["complete"]]
 
 
-def cells_by_root_cypher(version: int) -> str:
+def cells_by_root_cypher(version: int, slot: int = 0) -> str:
     return (
         GUARD
         + f"""
 CALL (ok) {{
-  MATCH (c:Cell) WHERE ok AND c.{prop("root_id", version)} = $root_id
+  MATCH (c:Cell) WHERE ok AND c.{prop("root_id", version, slot)} = $root_id
   WITH c ORDER BY c.nucleus_id
   RETURN collect(properties(c)) AS cells
 }}
-RETURN statuses, cells
+RETURN statuses, slots, cells
 """
     )
 
 
 async def find_cells_by_root(adb: AsyncDatabase, root_id: int, version: int) -> list[CellRecord]:
     """Cells whose segment is `root_id` in `version` (several for a multi-nucleus root)."""
-    row = await _guarded(adb, cells_by_root_cypher(version), [version], {"root_id": root_id})
-    return [CellRecord.from_props(c) for c in row["cells"]]
+    row, slots = await _guarded(
+        adb, lambda s: cells_by_root_cypher(version, s), [version], {"root_id": root_id}
+    )
+    return [CellRecord.from_props(c, slots) for c in row["cells"]]
 
 
-def criteria_cypher(var: str, version: int, prefix: str = "") -> str:
+def criteria_cypher(var: str, version: int, prefix: str = "", slot: int = 0) -> str:
     """The WHERE condition of :class:`core.criteria.CellCriteria` on cell ``var`` in a release;
     its values come from ``CellCriteria.params(prefix)``."""
-    ct, neuron = prop("cell_type", version), prop("is_neuron", version)
-    system = prop("classification_system", version)
+    ct, neuron = prop("cell_type", version, slot), prop("is_neuron", version, slot)
+    system = prop("classification_system", version, slot)
     return f"""(${prefix}cell_types IS NULL OR {var}.{ct} IN ${prefix}cell_types)
     AND (${prefix}is_neuron IS NULL OR {var}.{neuron} = ${prefix}is_neuron)
     AND (${prefix}systems IS NULL OR {var}.{system} IN ${prefix}systems)
     AND (${prefix}nucleus_ids IS NULL OR {var}.nucleus_id IN ${prefix}nucleus_ids)"""
 
 
-def _cell_filter(version: int) -> str:
-    return f"""c.{prop("root_id", version)} IS NOT NULL AND {criteria_cypher("c", version)}"""
+def _cell_filter(version: int, slot: int) -> str:
+    root = prop("root_id", version, slot)
+    return f"""c.{root} IS NOT NULL AND {criteria_cypher("c", version, slot=slot)}"""
 
 
-def list_cells_cypher(version: int) -> str:
+def list_cells_cypher(version: int, slot: int = 0) -> str:
     return (
         GUARD
         + f"""
 CALL (ok) {{
   MATCH (c:Cell)
-  WHERE ok AND ($after IS NULL OR c.nucleus_id > $after) AND {_cell_filter(version)}
+  WHERE ok AND ($after IS NULL OR c.nucleus_id > $after) AND {_cell_filter(version, slot)}
   WITH c ORDER BY c.nucleus_id LIMIT $first + 1
   RETURN collect(properties(c)) AS cells
 }}
-RETURN statuses, cells
+RETURN statuses, slots, cells
 """
     )
 
 
-def count_cells_cypher(version: int) -> str:
+def count_cells_cypher(version: int, slot: int = 0) -> str:
     return (
         GUARD
         + f"""
 CALL (ok) {{
-  MATCH (c:Cell) WHERE ok AND {_cell_filter(version)}
+  MATCH (c:Cell) WHERE ok AND {_cell_filter(version, slot)}
   RETURN count(c) AS total
 }}
-RETURN statuses, total
+RETURN statuses, slots, total
 """
     )
 
@@ -257,8 +299,8 @@ async def list_cells(
     """Cells of a release that match `where`, in nucleus-ID order, `first` after nucleus ID
     `after`."""
     params = {**where.params(), "first": first, "after": after}
-    row = await _guarded(adb, list_cells_cypher(version), [version], params)
-    cells = [CellRecord.from_props(c) for c in row["cells"]]
+    row, slots = await _guarded(adb, lambda s: list_cells_cypher(version, s), [version], params)
+    cells = [CellRecord.from_props(c, slots) for c in row["cells"]]
     return CellPage(cells=cells[:first], has_next=len(cells) > first)
 
 
@@ -268,15 +310,17 @@ async def count_cells(
     *,
     where: CellCriteria = CellCriteria(),  # noqa: B008 - frozen, shared safely
 ) -> int:
-    row = await _guarded(adb, count_cells_cypher(version), [version], where.params())
+    row, _ = await _guarded(
+        adb, lambda s: count_cells_cypher(version, s), [version], where.params()
+    )
     return int(row["total"])
 
 
 # --------------------------------------------------------------------------- partners
 
 
-def _pattern(version: int, direction: Direction) -> str:
-    rel = rel_type(version)
+def _pattern(version: int, direction: Direction, slot: int = 0) -> str:
+    rel = rel_type(version, slot)
     if direction is Direction.OUTPUTS:
         return f"(c)-[e:{rel}]->(p:Cell)"
     return f"(c)<-[e:{rel}]-(p:Cell)"
@@ -289,7 +333,7 @@ _SORT_KEY = {
 }
 
 
-def partners_cypher(version: int, direction: Direction, order: PartnerOrder) -> str:
+def partners_cypher(version: int, direction: Direction, order: PartnerOrder, slot: int = 0) -> str:
     """Guarded keyset page of a cell's partners plus the filtered total.
 
     Parameters: versions, nucleus_id, min_synapses, min_size, the partner criteria (p_*),
@@ -298,16 +342,16 @@ def partners_cypher(version: int, direction: Direction, order: PartnerOrder) -> 
     A page row is [key, nucleus_id, root_id, cell_type, synapses, size].
     """
     key, sort, before = _SORT_KEY[order]
-    root, ctype = prop("root_id", version), prop("cell_type", version)
+    root, ctype = prop("root_id", version, slot), prop("cell_type", version, slot)
     return (
         GUARD
         + f"""
 CALL (ok) {{
   MATCH (c:Cell {{nucleus_id: $nucleus_id}}) WHERE ok
-  MATCH {_pattern(version, direction)}
+  MATCH {_pattern(version, direction, slot)}
   WHERE e.synapses >= $min_synapses
     AND ($min_size IS NULL OR e.size >= $min_size)
-    AND {criteria_cypher("p", version, "p_")}
+    AND {criteria_cypher("p", version, "p_", slot)}
   WITH e, p, {key} AS k
   ORDER BY k {sort}, p.nucleus_id
   WITH collect({{k: k, e: e, p: p}}) AS rows
@@ -317,7 +361,7 @@ CALL (ok) {{
          [x IN rest[0..$first] | [x.k, x.p.nucleus_id, x.p.{root}, x.p.{ctype},
            x.e.synapses, x.e.size]] AS page
 }}
-RETURN statuses, total, has_next, page
+RETURN statuses, slots, total, has_next, page
 """
     )
 
@@ -364,7 +408,9 @@ async def list_partners(
         "after_key": after[0] if after else None,
         "after_id": after[1] if after else None,
     }
-    row = await _guarded(adb, partners_cypher(version, direction, order), [version], params)
+    row, _ = await _guarded(
+        adb, lambda s: partners_cypher(version, direction, order, s), [version], params
+    )
     return PartnerPage(
         total=int(row["total"] or 0),
         partners=_partners(row["page"], version),
@@ -372,23 +418,29 @@ async def list_partners(
     )
 
 
-def diff_cypher(from_version: int, to_version: int, direction: Direction) -> str:
+def diff_cypher(
+    from_version: int,
+    to_version: int,
+    direction: Direction,
+    from_slot: int = 0,
+    to_slot: int = 0,
+) -> str:
     return (
         GUARD
         + f"""
 CALL (ok) {{
   OPTIONAL MATCH (c:Cell {{nucleus_id: $nucleus_id}}) WHERE ok
   CALL (c) {{
-    MATCH {_pattern(from_version, direction)}
+    MATCH {_pattern(from_version, direction, from_slot)}
     RETURN collect({{id: p.nucleus_id, n: e.synapses, p: properties(p)}}) AS before
   }}
   CALL (c) {{
-    MATCH {_pattern(to_version, direction)}
+    MATCH {_pattern(to_version, direction, to_slot)}
     RETURN collect({{id: p.nucleus_id, n: e.synapses, p: properties(p)}}) AS after
   }}
   RETURN before, after
 }}
-RETURN statuses, before, after
+RETURN statuses, slots, before, after
 """
     )
 
@@ -405,14 +457,18 @@ async def diff_partners(
     adb: AsyncDatabase, nucleus_id: int, from_version: int, to_version: int, direction: Direction
 ) -> list[PartnerChange]:
     """Partners of a cell in either release, by nucleus ID, with synapse counts before/after."""
-    cypher = diff_cypher(from_version, to_version, direction)
-    row = await _guarded(adb, cypher, [from_version, to_version], {"nucleus_id": nucleus_id})
+    row, slots = await _guarded(
+        adb,
+        lambda a, b: diff_cypher(from_version, to_version, direction, a, b),
+        [from_version, to_version],
+        {"nucleus_id": nucleus_id},
+    )
     before = {int(x["id"]): int(x["n"]) for x in row["before"] or ()}
     after = {int(x["id"]): int(x["n"]) for x in row["after"] or ()}
     props = {int(x["id"]): x["p"] for x in [*(row["before"] or ()), *(row["after"] or ())]}
     return [
         PartnerChange(
-            cell=CellRecord.from_props(props[i]),
+            cell=CellRecord.from_props(props[i], slots),
             before=before.get(i, 0),
             after=after.get(i, 0),
             change=_change(before.get(i, 0), after.get(i, 0)),

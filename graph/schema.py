@@ -12,10 +12,11 @@ GLOBAL_SCHEMA = (
 AWAIT_INDEXES = "CALL db.awaitIndexes(900)"
 
 
-def release_schema(version: int) -> tuple[str, ...]:
+def release_schema(version: int, slot: int = 0) -> tuple[str, ...]:
     v = check_version(version)
     return tuple(
-        f"CREATE INDEX {index_name(stem, v)} IF NOT EXISTS FOR (c:Cell) ON (c.{prop(stem, v)})"
+        f"CREATE INDEX {index_name(stem, v, slot)} IF NOT EXISTS FOR (c:Cell) "
+        f"ON (c.{prop(stem, v, slot)})"
         for stem in INDEXED_STEMS
     )
 
@@ -26,13 +27,15 @@ async def ensure_schema(adb: AsyncDatabase) -> None:
     await adb.run_autocommit(AWAIT_INDEXES)
 
 
-async def ensure_release_schema(adb: AsyncDatabase, version: int) -> None:
-    for statement in release_schema(version):
+async def ensure_release_schema(adb: AsyncDatabase, version: int, slot: int = 0) -> None:
+    for statement in release_schema(version, slot):
         await adb.run_autocommit(statement)
     await adb.run_autocommit(AWAIT_INDEXES)
 
 
-async def drop_release_schema(adb: AsyncDatabase, version: int) -> None:
+async def drop_release_schema(adb: AsyncDatabase, version: int, slot: int | None = None) -> None:
+    """Drop the release's indexes (of one slot, or of both)."""
     v = check_version(version)
-    for stem in INDEXED_STEMS:
-        await adb.run_autocommit(f"DROP INDEX {index_name(stem, v)} IF EXISTS")
+    for s in (0, 1) if slot is None else (slot,):
+        for stem in INDEXED_STEMS:
+            await adb.run_autocommit(f"DROP INDEX {index_name(stem, v, s)} IF EXISTS")

@@ -50,16 +50,17 @@ EDGE_PAGE_CELLS = 4_000
 RELEASE_STAMP = """
 MATCH (r:Release {version: $version})
 RETURN r.status AS status, toString(r.started_at) AS started_at,
-       toString(r.finished_at) AS finished_at, r.snapshot AS snapshot
+       toString(r.finished_at) AS finished_at, r.snapshot AS snapshot,
+       coalesce(r.slot, 0) AS slot
 """
 
 
-def cells_cypher(version: int) -> str:
-    """Every cell of the release with its node attributes, by nucleus id."""
+def cells_cypher(version: int, slot: int = 0) -> str:
+    """Every cell of the release (in ``slot``) with its node attributes, by nucleus id."""
     v = check_version(version)
-    scoped = ",\n       ".join(f"c.{prop(p.stem, v)} AS {p.stem}" for p in RELEASE_PROPERTIES)
+    scoped = ",\n       ".join(f"c.{prop(p.stem, v, slot)} AS {p.stem}" for p in RELEASE_PROPERTIES)
     return f"""
-MATCH (c:Cell) WHERE c.{prop("root_id", v)} IS NOT NULL
+MATCH (c:Cell) WHERE c.{prop("root_id", v, slot)} IS NOT NULL
 RETURN c.nucleus_id AS nucleus_id, c.volume AS volume, c.position.x AS position_x,
        c.position.y AS position_y, c.position.z AS position_z,
        {scoped}
@@ -74,17 +75,17 @@ _EXTRA = ("volume", "position_x", "position_y", "position_z") + tuple(
 )  # fmt: skip
 
 
-def edges_cypher(version: int) -> str:
+def edges_cypher(version: int, slot: int = 0) -> str:
     """The out-edges of a page of cells ($ids) as parallel lists (size -1 = null)."""
     return f"""
 UNWIND $ids AS id
-MATCH (a:Cell {{nucleus_id: id}})-[r:{rel_type(version)}]->(b:Cell)
+MATCH (a:Cell {{nucleus_id: id}})-[r:{rel_type(version, slot)}]->(b:Cell)
 RETURN collect(a.nucleus_id) AS pre, collect(b.nucleus_id) AS post,
        collect(r.synapses) AS synapses, collect(coalesce(r.size, -1)) AS size
 """
 
 
-Stamp = tuple[str | None, str | None]
+Stamp = tuple[str | None, str | None, int]  # started_at, finished_at, slot
 
 _cache: OrderedDict[tuple[str, str, int], tuple[Stamp, ReleaseGraph]] = OrderedDict()
 _lock = threading.RLock()
@@ -92,7 +93,8 @@ _lock = threading.RLock()
 
 def _stamp(version: int, rows: list[dict[str, Any]]) -> tuple[Stamp, str | None]:
     gate(version, str(rows[0]["status"]) if rows else None)
-    return (rows[0]["started_at"], rows[0]["finished_at"]), rows[0]["snapshot"]
+    r = rows[0]
+    return (r["started_at"], r["finished_at"], int(r["slot"])), r["snapshot"]
 
 
 def _cached(key: tuple[str, str, int], stamp: Stamp) -> ReleaseGraph | None:
@@ -238,9 +240,10 @@ async def _read_graph(
         return await adb.read(cypher, params, timeout=_left(dl))
 
     for _ in range(2):  # a reload that finished while we read: read again
-        cells = await read(cells_cypher(v), {})
+        slot = stamp[2]
+        cells = await read(cells_cypher(v, slot), {})
         ids = [r["nucleus_id"] for r in cells]
-        pages = [(await read(edges_cypher(v), {"ids": p}))[0] for p in _pages(ids)]
+        pages = [(await read(edges_cypher(v, slot), {"ids": p}))[0] for p in _pages(ids)]
         again, _digest = _stamp(v, await read(RELEASE_STAMP, {"version": v}))
         if again == stamp:
             g = build_graph(cells, pages)
@@ -255,7 +258,6 @@ def find_snapshot(version: int, digest: str | None) -> Snapshot | None:
     if digest is None:
         return None
     try:
-        snap = open_snapshot(version)
+        return open_snapshot(version, digest=digest)
     except SnapshotError:
         return None
-    return snap if snap.digest == digest else None

@@ -24,6 +24,15 @@ An edge groups the used synapses of one (pre nucleus, post nucleus): ``synapses`
 ``size`` = sum of sizes (None when the synapse table has no size column: sizes are never
 invented), ``sizes`` and ``synapse_ids`` per synapse in ascending synapse-id order.
 When the synapse table has no ``id`` column, the synapse id is the 0-based data row index.
+Synapse IDs are unique: a repeated one (a fully duplicated row included) is an error naming
+both rows (checked with bounded memory: loaders.store.SynapseIdCheck). An edge whose summed
+size would not fit in int64 is an error naming the (pre, post) nuclei, never a wrapped number.
+
+Nuclei: ``volume`` may be empty/NaN (unknown); an infinite or negative volume is an error.
+Annotation labels (``cell_type``, ``classification_system`` of the cell-type table) are text:
+a Parquet/Feather/DataFrame column of another type (integers) is refused naming its type (a
+CSV column is read as text as it stands), and a label longer than :data:`MAX_LABEL_CHARS` is
+refused.
 
 Annotation rows (neuron, cell-type tables) whose nucleus is not in the nuclei table are counted
 (``neuron_rows_unmatched``, ``cell_type_rows_unmatched``), not fatal; a nucleus listed twice in an
@@ -47,7 +56,7 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,11 +79,12 @@ from loaders.readers import (
     open_source,
     read_frame,
     resolve_mapping,
+    show,
     source_column,
     to_ids,
     to_sizes,
 )
-from loaders.store import StoreBuilder
+from loaders.store import StoreBuilder, SynapseIdCheck
 from loaders.store_columns import StorePlan, plan_store, position_arrays, store_batch
 from loaders.tables import (
     CELL_TYPES,
@@ -140,6 +150,12 @@ def aggregate_release(
     expected = estimate_rows(opened[SYNAPSES])
     acc = SynapseAccumulator(index, memory=memory, expected_rows=expected, spill_dir=spill_dir)
     store = StoreBuilder(memory=memory, expected_rows=expected, spill_dir=spill_dir)
+    syn_name = opened[SYNAPSES].name
+    id_col = source_column(colmaps[SYNAPSES], opened[SYNAPSES], "id")
+    size_col = source_column(colmaps[SYNAPSES], opened[SYNAPSES], "size")
+    acc.size_source = (syn_name, size_col) if size_col else None
+    ids_seen = (SynapseIdCheck(memory=memory, expected_rows=expected, spill_dir=spill_dir)
+                if id_col else None)  # fmt: skip
     plan = plan_store(opened[SYNAPSES], colmaps[SYNAPSES],
                       set(_synapse_columns(opened[SYNAPSES], colmaps[SYNAPSES])))  # fmt: skip
     integral = True
@@ -149,6 +165,8 @@ def aggregate_release(
             for pre, post, ids, sizes, extra, whole in prefetch(
                 _synapse_batches(opened[SYNAPSES], colmaps[SYNAPSES], batch_rows, plan)
             ):
+                if ids_seen is not None:
+                    _repeated_id(ids_seen.add(ids), syn_name, id_col)
                 outcome, a, b = acc.add(pre, post, ids, sizes)
                 integral = integral and whole
                 _store_table(store, pre, post, ids, sizes, extra, whole, outcome, a, b,
@@ -157,10 +175,14 @@ def aggregate_release(
                     on_rows(len(pre))
             acc.pool = None
         if acc.counts["synapses_total"] == 0:
-            raise InputError("no data rows", file=opened[SYNAPSES].name)
+            raise InputError("no data rows", file=syn_name)
+        if ids_seen is not None:
+            _repeated_id(ids_seen.finish(), syn_name, id_col)
     except BaseException:
         acc.cleanup()
         store.cleanup()
+        if ids_seen is not None:
+            ids_seen.cleanup()
         raise
     counts.update(acc.counts)
     has_positions = any(spec is not None for spec in plan.points.values())
@@ -196,6 +218,18 @@ def aggregate_release(
         store_schema=spill_schema(position_type, plan.extra_fields()),
         store_meta=store_meta,
     )
+
+
+def _repeated_id(found: tuple[int, int, int] | None, file: str, column: str | None) -> None:
+    if found is not None:
+        value, row, first = found
+        raise InputError(
+            f"duplicate synapse ID {value} (row {row} repeats row {first}; synapse IDs must be "
+            "unique)",
+            file=file,
+            column=column,
+            row=row,
+        )
 
 
 def build_release(
@@ -239,9 +273,13 @@ class AggregatedRelease:
     def iter_edges(self) -> Iterator[Edges]:
         """Edge chunks in (pre, post) order; ``counts["edges"]`` is set when they are done."""
         total = 0
-        for chunk in self.accumulator.iter_edges(self.cells.nucleus_id):
-            total += len(chunk)
-            yield chunk
+        try:
+            for chunk in self.accumulator.iter_edges(self.cells.nucleus_id):
+                total += len(chunk)
+                yield chunk
+        except Exception:  # an edge refused (sizes past int64): the store will not be written
+            self.store.cleanup()
+            raise
         self.counts["edges"] = total
 
     def to_release_data(self) -> ReleaseData:
@@ -336,15 +374,17 @@ def load_cells(
         volume = pd.to_numeric(frame[vol_col], errors="coerce").to_numpy(
             np.float64, na_value=np.nan
         )
-        bad = frame[vol_col].notna().to_numpy() & np.isnan(volume)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise InputError(
-                f"volume is not a number: {frame[vol_col].iloc[i]!r}",
-                file=name,
-                column=vol_col,
-                row=i + 1,
-            )
+        checks = (
+            (frame[vol_col].notna().to_numpy() & np.isnan(volume), "volume is not a number"),
+            (np.isinf(volume), "infinite volume"),
+            (volume < 0, "negative volume"),
+        )
+        for bad, what in checks:
+
+            def say(i: int, what: str = what) -> str:
+                return f"{what}: {show(frame[vol_col].iloc[i])} (um^3; leave it empty when unknown)"
+
+            refuse_first(bad, name, vol_col, say)
     else:
         volume = np.full(len(nucleus_id), np.nan)
     order = np.argsort(nucleus_id, kind="stable")
@@ -366,7 +406,7 @@ def load_annotation(
     type_col = _required(opened, colmap, "cell_type")
     cls_col = source_column(colmap, opened, "classification_system")
     cols = [key_col, type_col, *([cls_col] if cls_col else [])]
-    frame = read_frame(opened, cols, int_columns=[key_col])
+    frame = read_frame(opened, cols, int_columns=[key_col], str_columns=cols[1:])
     name = opened.name
     keys = to_ids(frame[key_col], file=name, column=key_col)
     _duplicate(keys, name, key_col, "nucleus")
@@ -380,7 +420,7 @@ def load_annotation(
         if not ok.all():
             i = int(np.argmax(~ok))
             raise InputError(
-                f"cell_type must be 'neuron' or 'not-neuron', got {types[i]!r}",
+                f"cell_type must be 'neuron' or 'not-neuron', got {show(types[i])}",
                 file=name,
                 column=type_col,
                 row=i + 1,
@@ -391,15 +431,42 @@ def load_annotation(
         if missing.any():
             i = int(np.argmax(missing))
             raise InputError("missing cell_type", file=name, column=type_col, row=i + 1)
-        out["cell_type"] = _aligned(len(cells), target, types[matched].astype(str))
+        types = _labels(frame[type_col], name, type_col)
+        out["cell_type"] = _aligned(len(cells), target, types[matched])
         if cls_col:
-            cls = frame[cls_col].to_numpy(dtype=object)[matched]
-            out["classification_system"] = _aligned(
-                len(cells),
-                target,
-                np.array([None if pd.isna(v) else str(v) for v in cls], dtype=object),
-            )
+            cls = _labels(frame[cls_col], name, cls_col)[matched]
+            out["classification_system"] = _aligned(len(cells), target, cls)
     return out, int((~matched).sum())
+
+
+#: the longest annotation label accepted (CAVE's are a few dozen characters; Neo4j indexes
+#: ``cell_type_vV`` and refuses index keys over 8 KB)
+MAX_LABEL_CHARS = 1000
+
+
+def _labels(series: pd.Series, file: str, column: str) -> np.ndarray:
+    """An annotation column as an object array of str (None where missing), refused unless
+    every value is text of at most MAX_LABEL_CHARS characters. Memory follows the values
+    (no fixed-width numpy strings: one long label times every row)."""
+    values = series.to_numpy(dtype=object)
+    missing = pd.isna(series).to_numpy()
+    text = np.fromiter((isinstance(v, str) for v in values), bool, len(values))
+    refuse_first(~text & ~missing, file, column, lambda i: (
+        f"labels must be text, got a column of {series.dtype} ({type(values[i]).__name__} "
+        f"{show(values[i])}); store them as strings"))  # fmt: skip
+    lengths = np.fromiter((len(v) if t else 0 for v, t in zip(values, text, strict=True)),
+                          np.int64, len(values))  # fmt: skip
+    refuse_first(lengths > MAX_LABEL_CHARS, file, column, lambda i: (
+        f"label of {lengths[i]:,} characters (at most {MAX_LABEL_CHARS:,}): {show(values[i])}"))  # fmt: skip
+    values[missing] = None
+    return values
+
+
+def refuse_first(bad: np.ndarray, file: str, column: str, message: Callable[[int], str]) -> None:
+    """InputError at the first row where ``bad`` holds (``message(i)``, i 0-based), if any."""
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(message(i), file=file, column=column, row=i + 1)
 
 
 def _aligned(n: int, where: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -642,6 +709,7 @@ class SynapseAccumulator:
             0,
         )
         self.has_size: bool | None = None
+        self.size_source: tuple[str, str] | None = None  # (file, column) for messages
         # partitions: each must sort within half the memory budget
         need = expected_rows * self.SORT_BYTES
         self.partitions = int(min(max(1, -(-need // max(memory // 2, 1))), 1024))
@@ -757,7 +825,7 @@ class SynapseAccumulator:
             for p in range(self.partitions):
                 keys, ids, sizes = self._partition(p)
                 if len(keys):
-                    yield _group(keys, ids, sizes, nucleus_id, self.n)
+                    yield _group(keys, ids, sizes, nucleus_id, self.n, self.size_source)
         finally:
             self.cleanup()
 
@@ -775,10 +843,52 @@ class SynapseAccumulator:
             self._spill = None
 
 
+_I64 = np.iinfo(np.int64).max
+
+
+def _check_sums(
+    sizes: np.ndarray,
+    offsets: np.ndarray,
+    pre: np.ndarray,
+    post: np.ndarray,
+    source: tuple[str, str] | None,
+) -> None:
+    """Raise when an edge's sizes (each >= 0) sum past int64. Cheap bound first (largest size
+    times most synapses of an edge: true for any real data); else the sums exactly, as 32-bit
+    halves (no overflow while an edge has fewer than 2**31 synapses)."""
+    if not len(sizes):
+        return
+    most = int(np.diff(offsets).max())
+    top = int(sizes.max())
+    if top == 0 or most <= _I64 // top:
+        return
+    starts = offsets[:-1]
+    hi = np.add.reduceat(sizes >> 32, starts)
+    lo = np.add.reduceat(sizes & 0xFFFFFFFF, starts)
+    over = (hi + (lo >> 32)) >= (1 << 31)  # the sum is (hi + carry) * 2**32 + low bits
+    if over.any():
+        i = int(np.argmax(over))
+        total = sum(int(v) for v in sizes[offsets[i] : offsets[i + 1]])
+        file, column = source if source is not None else (None, None)
+        raise InputError(
+            f"the sizes of the {int(offsets[i + 1] - offsets[i]):,} synapses from nucleus "
+            f"{int(pre[i])} to nucleus {int(post[i])} sum to {total:,}, more than int64 holds "
+            f"({_I64:,})",
+            file=file,
+            column=column,
+        )
+
+
 def _group(
-    keys: np.ndarray, ids: np.ndarray, sizes: np.ndarray | None, nucleus_id: np.ndarray, n: int
+    keys: np.ndarray,
+    ids: np.ndarray,
+    sizes: np.ndarray | None,
+    nucleus_id: np.ndarray,
+    n: int,
+    size_source: tuple[str, str] | None = None,
 ) -> Edges:
-    """Group used synapses by (pre, post) cell index key; synapses of an edge in id order."""
+    """Group used synapses by (pre, post) cell index key; synapses of an edge in id order.
+    An edge whose sizes sum past int64 raises InputError (``size_source``: file, column)."""
     empty = np.zeros(0, dtype=np.int64)
     m = len(keys)
     in_id_order = m < 2 or bool((ids[1:] > ids[:-1]).all())  # the usual case
@@ -800,6 +910,7 @@ def _group(
     if sizes is not None:
         sizes = sizes[order].astype(np.int64)
         size = np.add.reduceat(sizes, starts) if len(starts) else empty
+        _check_sums(sizes, offsets, pre, post, size_source)
     return Edges(
         pre=pre,
         post=post,

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -260,3 +261,217 @@ def take_rows(table: pa.Table, order: np.ndarray) -> pa.Table:
         else:
             cols.append(arr.take(pa.array(order)))
     return pa.Table.from_arrays(cols, schema=table.schema)
+
+
+class SynapseIdCheck:
+    """Finds a repeated synapse ID with memory bounded by ``memory``, not by the input (no set
+    of every ID).
+
+    While IDs arrive strictly ascending (CAVE dumps, ``cgraph synth``) a batch costs one
+    comparison and its IDs are appended raw to one spill file (8 bytes a row, deleted at the
+    end); a repeat in such a file is the row just before it and raises at once. From the first
+    batch that is not ascending on, (ID, row) pairs are range-partitioned by ID (split points:
+    quantiles of that batch and of the IDs so far), the ascending prefix first; :meth:`finish`
+    then sorts one partition at a time. A partition that came out larger than planned is split
+    again by its own quantiles.
+    """
+
+    def __init__(
+        self, *, memory: int, expected_rows: int = 0, spill_dir: Path | None = None
+    ) -> None:
+        self.memory = memory
+        self.expected_rows = expected_rows
+        self.part_bytes = max(memory // PARTITION_SHARE, 1 << 20)  # 16 bytes a row buffered
+        self.rows = 0
+        self.ascending = True
+        self._last: int | None = None
+        self._spill_root = spill_dir
+        self._spill: Path | None = None
+        self._prefix: Any = None  # the open raw file of the ascending prefix
+        self.bounds: np.ndarray | None = None
+        self._parts: list[list[tuple[np.ndarray, np.ndarray]]] = []
+        self._buffered = 0
+
+    def _dir(self) -> Path:
+        if self._spill is None:
+            self._spill = Path(tempfile.mkdtemp(prefix="cgraph-ids-", dir=self._spill_root))
+        return self._spill
+
+    def add(self, ids: np.ndarray) -> tuple[int, int, int] | None:
+        """One batch (the next rows of the input). Returns ``(id, row, first_row)`` (1-based
+        data rows) when it finds a repeat at once (ascending input), else None."""
+        start, n = self.rows, len(ids)
+        self.rows += n
+        if not n:
+            return None
+        if self.ascending:
+            steps = ids[1:] > ids[:-1]
+            if bool(steps.all()) and (self._last is None or int(ids[0]) > self._last):
+                self._last = int(ids[-1])
+                if self._prefix is None:
+                    self._prefix = (self._dir() / "prefix.ids").open("wb")
+                np.ascontiguousarray(ids, dtype=np.int64).tofile(self._prefix)
+                return None
+            after = self._last is None or int(ids[0]) >= self._last
+            if after and bool((ids[1:] >= ids[:-1]).all()):
+                # non-decreasing: the first repeat is of the row just before it
+                if self._last is not None and int(ids[0]) == self._last:
+                    return int(ids[0]), start + 1, start
+                i = int(np.argmax(~steps)) + 1
+                return int(ids[i]), start + i + 1, start + i
+            self._unordered(ids)
+        self._route(ids, np.arange(start, start + n, dtype=np.int64))
+        return None
+
+    def _unordered(self, ids: np.ndarray) -> None:
+        """Leave the ascending mode: plan the ID partitions, then route the prefix to them."""
+        self.ascending = False
+        prefix = self._close_prefix()
+        seen = np.array(np.memmap(prefix, np.int64, "r")[:: max(1, self.rows // len(ids))]) \
+            if prefix is not None else np.zeros(0, np.int64)  # fmt: skip
+        sample = np.sort(np.concatenate([ids, seen]))
+        need = max(self.expected_rows, self.rows) * 16
+        n = int(min(max(1, -(-need // self.part_bytes)), MAX_PARTITIONS))
+        self.bounds = np.unique(sample[(len(sample) * np.arange(1, n)) // n]) if n > 1 else \
+            np.zeros(0, np.int64)  # fmt: skip
+        self._parts = [[] for _ in range(len(self.bounds) + 1)]
+        if prefix is not None:
+            total = prefix.stat().st_size // 8
+            step = 1 << 20
+            for lo in range(0, total, step):
+                chunk = np.fromfile(prefix, dtype=np.int64, count=step, offset=lo * 8)
+                self._route(chunk, np.arange(lo, lo + len(chunk), dtype=np.int64))
+            prefix.unlink()
+
+    def _close_prefix(self) -> Path | None:
+        if self._prefix is None:
+            return None
+        self._prefix.close()
+        self._prefix = None
+        return self._dir() / "prefix.ids"
+
+    def _route(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        assert self.bounds is not None
+        n = len(ids)
+        if len(self.bounds) == 0:
+            self._keep(0, ids, rows)
+        else:
+            part = np.searchsorted(self.bounds, ids, "right").astype(np.int64)
+            key = part * n + np.arange(n, dtype=np.int64)  # unique: a plain (SIMD) sort
+            key.sort()
+            part_sorted = key // n
+            order = key - part_sorted * n
+            offsets = np.searchsorted(part_sorted, np.arange(len(self.bounds) + 2))
+            for p in np.flatnonzero(np.diff(offsets)):
+                sel = order[offsets[p] : offsets[p + 1]]
+                self._keep(int(p), ids[sel], rows[sel])
+        if self._buffered > self.memory // BUFFER_SHARE:
+            self._flush()
+
+    def _keep(self, p: int, ids: np.ndarray, rows: np.ndarray) -> None:
+        self._parts[p].append((ids, rows))
+        self._buffered += ids.nbytes + rows.nbytes
+
+    def _flush(self) -> None:
+        d = self._dir()
+        for p, chunks in enumerate(self._parts):
+            if not chunks:
+                continue
+            for i, what in enumerate(("ids", "rows")):
+                with (d / f"p{p:05d}.{what}").open("ab") as fh:
+                    for chunk in chunks:
+                        np.ascontiguousarray(chunk[i], dtype=np.int64).tofile(fh)
+            self._parts[p] = []
+        self._buffered = 0
+
+    def _load(self, p: int) -> tuple[np.ndarray, np.ndarray]:
+        files = [self._dir() / f"p{p:05d}.{w}" for w in ("ids", "rows")]
+        ids = [np.fromfile(files[0], np.int64)] if files[0].exists() else []
+        rows = [np.fromfile(files[1], np.int64)] if files[1].exists() else []
+        ids += [c[0] for c in self._parts[p]]
+        rows += [c[1] for c in self._parts[p]]
+        self._parts[p] = []
+        for f in files:
+            f.unlink(missing_ok=True)
+        empty = np.zeros(0, np.int64)
+        return (np.concatenate(ids) if ids else empty), (np.concatenate(rows) if rows else empty)
+
+    def _size(self, p: int) -> int:
+        f = self._dir() / f"p{p:05d}.ids"
+        return (f.stat().st_size * 2 if f.exists() else 0) + sum(
+            c[0].nbytes * 2 for c in self._parts[p]
+        )
+
+    def finish(self) -> tuple[int, int, int] | None:
+        """After the last batch: the repeat with the smallest row, as ``(id, row, first_row)``
+        (1-based data rows; ``first_row`` the row it repeats), or None. Removes the spill."""
+        try:
+            if self.ascending:
+                return None
+            best: tuple[int, int, int] | None = None
+            for p in range(len(self._parts)):
+                found = self._finish_part(p)
+                if found is not None and (best is None or found[1] < best[1]):
+                    best = found
+            return best
+        finally:
+            self.cleanup()
+
+    def _chunks(self, p: int, step: int = 1 << 20) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Partition ``p`` as (ids, rows) pieces of at most ``step`` rows, its files removed."""
+        files = [self._dir() / f"p{p:05d}.{w}" for w in ("ids", "rows")]
+        if files[0].exists():
+            total = files[0].stat().st_size // 8
+            for lo in range(0, total, step):
+                yield tuple(np.fromfile(f, np.int64, count=step, offset=lo * 8) for f in files)  # type: ignore[misc]
+        chunks, self._parts[p] = self._parts[p], []
+        yield from chunks
+        for f in files:
+            f.unlink(missing_ok=True)
+
+    def _finish_part(self, p: int) -> tuple[int, int, int] | None:
+        if self._size(p) > 2 * self.part_bytes:  # a skewed plan: split this one again
+            f = self._dir() / f"p{p:05d}.ids"
+            pieces = [np.array(np.memmap(f, np.int64, "r")[::16])] if f.exists() else []
+            sample = np.sort(np.concatenate(pieces + [c[0][::16] for c in self._parts[p]]))
+            n = int(min(-(-self._size(p) // self.part_bytes), MAX_PARTITIONS))
+            bounds = np.unique(sample[(len(sample) * np.arange(1, n)) // n])
+            if len(sample) > 1 and sample[0] == sample[-1]:  # one ID fills the sample: it repeats
+                return self._first_rows(p, int(sample[0]))
+            sub = SynapseIdCheck(memory=self.memory, spill_dir=self._dir())
+            sub.ascending, sub.bounds = False, bounds
+            sub._parts = [[] for _ in range(len(bounds) + 1)]
+            for ids, rows in self._chunks(p):
+                sub._route(ids, rows)
+            sub._flush()
+            return sub.finish()
+        ids, rows = self._load(p)
+        if len(ids) < 2:
+            return None
+        s = np.sort(ids)
+        repeated = s[1:][s[1:] == s[:-1]]
+        if not len(repeated):
+            return None
+        hit = np.flatnonzero(np.isin(ids, repeated))  # the rows of repeated IDs (error path)
+        order = np.lexsort((rows[hit], ids[hit]))
+        hid, hrow = ids[hit][order], rows[hit][order]
+        later = np.flatnonzero(hid[1:] == hid[:-1]) + 1  # each row that repeats the one before
+        j = int(later[np.argmin(hrow[later])])
+        first = int(hrow[np.searchsorted(hid, hid[j])])  # the ID's first row
+        return int(hid[j]), int(hrow[j]) + 1, first + 1
+
+    def _first_rows(self, p: int, value: int) -> tuple[int, int, int]:
+        """The second and first rows of ``value`` in partition ``p``, streamed."""
+        rows = np.zeros(0, np.int64)
+        for ids, r in self._chunks(p):
+            rows = np.sort(np.concatenate([rows, r[ids == value]]))[:2]
+        return value, int(rows[1]) + 1, int(rows[0]) + 1
+
+    def cleanup(self) -> None:
+        if self._prefix is not None:
+            self._prefix.close()
+            self._prefix = None
+        self._parts = []
+        if self._spill is not None:
+            shutil.rmtree(self._spill, ignore_errors=True)
+            self._spill = None

@@ -63,6 +63,7 @@ def write_release_snapshot(
     on_edges: Callable[[int], object] | None = None,  # called with synapses written
     on_store: Callable[[int], object] | None = None,  # called with store rows written
     seconds: dict[str, float] | None = None,  # edges, store
+    slot: int = 0,  # v{version} or, beside a served one (a replace), v{version}_b
 ) -> Snapshot:
     """Write ``release`` as the snapshot of ``version`` (atomically) and return it."""
     if isinstance(release, ReleaseData):
@@ -79,7 +80,7 @@ def write_release_snapshot(
         store = prefetch(release.iter_store())
         schema, meta = release.snapshot_store_schema, release.store_meta
     t0 = time.perf_counter()
-    with SnapshotWriter(version, has_size=has_size, root=root) as w:
+    with SnapshotWriter(version, has_size=has_size, root=root, slot=slot) as w:
         w.write_cells(
             cells_table(
                 release.cells, release.annotations, release.out_synapses, release.in_synapses

@@ -53,8 +53,11 @@ Snapshots of FORMAT 1 (synapses.parquet = only the used synapses by (pre, post, 
 with a SnapshotError that says to rebuild them (``cgraph load --replace`` of the release).
 
 It is written aside (``.v{version}.tmp-<pid>-<random>``) and renamed into place when complete,
-then made read-only: a snapshot directory that exists is whole and never changes. Replacing a
-version renames the old directory away in the same step. The snapshot is the input of both Neo4j
+then made read-only: a snapshot directory that exists is whole and never changes. A release's
+snapshot lives in ``v{version}`` or, when a replace wrote it beside the served one (graph slot
+1, core.model.SLOTS), in ``v{version}_b``; readers find the one the Release node names by its
+digest (:func:`open_snapshot` with ``digest``), and the replaced one is removed once the graph
+has switched. The snapshot is the input of both Neo4j
 writers and of whole-release analytics; pandas, DuckDB, Spark read it as it is.
 """
 
@@ -69,7 +72,7 @@ from typing import Any
 import pyarrow as pa
 
 from core.errors import CGraphError
-from core.model import check_version
+from core.model import SLOTS, check_slot, check_version
 
 FORMAT = 2
 MANIFEST = "manifest.json"
@@ -156,8 +159,8 @@ def snapshots_dir(root: Path | None = None) -> Path:
     return (root or data_dir()) / "snapshots"
 
 
-def snapshot_path(version: int, root: Path | None = None) -> Path:
-    return snapshots_dir(root) / f"v{check_version(version)}"
+def snapshot_path(version: int, root: Path | None = None, slot: int = 0) -> Path:
+    return snapshots_dir(root) / f"v{check_version(version)}{'_b' if check_slot(slot) else ''}"
 
 
 @dataclass(frozen=True)
@@ -188,10 +191,30 @@ class Snapshot:
         return self.path / name
 
 
-def open_snapshot(version: int, root: Path | None = None) -> Snapshot:
-    """The complete snapshot of ``version``; SnapshotError when there is none."""
-    path = snapshot_path(version, root)
-    return read_snapshot(path)
+def open_snapshot(version: int, root: Path | None = None, *, digest: str | None = None) -> Snapshot:
+    """The complete snapshot of ``version``: the one whose manifest digest is ``digest`` (what
+    the Release node names) when given, else the only one; SnapshotError when there is none
+    (or, without a digest, two)."""
+    found = [read_snapshot(p) for p in (snapshot_path(version, root, s) for s in SLOTS)
+             if (p / MANIFEST).exists()]  # fmt: skip
+    if digest is not None:
+        for snap in found:
+            if snap.digest == digest:
+                return snap
+        raise SnapshotError(f"no snapshot of release {version} with digest {digest[:12]} in "
+                            f"{snapshots_dir(root)}")  # fmt: skip
+    if not found:
+        return read_snapshot(snapshot_path(version, root))  # raises, naming the path
+    served = served_slot(version, root)
+    if len(found) > 1 and served is not None:
+        return read_snapshot(snapshot_path(version, root, served))
+    if len(found) > 1:
+        raise SnapshotError(
+            f"release {version} has two snapshots ({', '.join(str(s.path) for s in found)}): a "
+            "replace was interrupted; the Release node's `snapshot` digest names the served "
+            "one, remove the other (or load the release again)"
+        )
+    return found[0]
 
 
 def read_snapshot(path: Path) -> Snapshot:
@@ -217,12 +240,40 @@ def read_snapshot(path: Path) -> Snapshot:
     return Snapshot(path, manifest)
 
 
+def _served_file(version: int, root: Path | None) -> Path:
+    return snapshots_dir(root) / f"v{check_version(version)}.served"
+
+
+def served_slot(version: int, root: Path | None = None) -> int | None:
+    """While a replace runs (two snapshots of the release on disk), which one is served: the
+    ``v{version}.served`` file names it (readers without the graph's digest follow it)."""
+    try:
+        text = _served_file(version, root).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return 1 if text.endswith("_b") else 0
+
+
+def set_served(version: int, slot: int | None, root: Path | None = None) -> None:
+    """Name the served snapshot of a release (atomically), or (None) say there is only one."""
+    path = _served_file(version, root)
+    if slot is None:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(snapshot_path(version, root, slot).name + "\n")
+    os.replace(tmp, path)
+
+
 def list_snapshots(root: Path | None = None) -> list[Snapshot]:
     base = snapshots_dir(root)
     if not base.is_dir():
         return []
     out = []
+    versions = set()
     for p in sorted(base.iterdir()):
-        if p.is_dir() and p.name.startswith("v") and p.name[1:].isdigit():
-            out.append(read_snapshot(p))
+        name = p.name.removesuffix("_b")
+        if p.is_dir() and name.startswith("v") and name[1:].isdigit():
+            versions.add(int(name[1:]))
+    out = [open_snapshot(v, root) for v in sorted(versions)]
     return sorted(out, key=lambda s: s.version)

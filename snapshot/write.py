@@ -90,10 +90,12 @@ def describe_source(table: str, path: str | Path | None) -> dict[str, Any]:
 class SnapshotWriter:
     """Writes one version's snapshot into a temporary folder beside its final place."""
 
-    def __init__(self, version: int, *, has_size: bool, root: Path | None = None) -> None:
+    def __init__(
+        self, version: int, *, has_size: bool, root: Path | None = None, slot: int = 0
+    ) -> None:
         self.version = check_version(version)
         self.has_size = has_size
-        self.final = snapshot_path(version, root)
+        self.final = snapshot_path(version, root, slot)
         base = snapshots_dir(root)
         base.mkdir(parents=True, exist_ok=True)
         for old in base.glob(f".v{self.version}.tmp-*"):
@@ -290,6 +292,15 @@ class _HashingFile(io.RawIOBase):
 
     def hexdigest(self) -> str:
         return self._h.hexdigest()
+
+
+def remove_snapshot(path: Path) -> None:
+    """Remove a snapshot folder: renamed away first (so it is never seen half-removed)."""
+    if not path.exists():
+        return
+    gone = path.with_name(f".{path.name}.old-{time.time_ns()}")
+    os.rename(path, gone)
+    _remove_stale(gone)
 
 
 def _remove_stale(path: Path) -> None:

@@ -21,6 +21,9 @@ from graph.settings import ConnectionSettings, ServerSettings
 
 # release snapshots of the test session go to a folder of their own (subprocesses inherit it)
 os.environ["CGRAPH_DATA"] = tempfile.mkdtemp(prefix="cgraph-test-data-")
+# a replaced release slot is kept this long for reads begun before the switch (default: the
+# query timeout + 5 s); the tests that race readers against a replace set their own
+os.environ.setdefault("CGRAPH_REPLACE_GRACE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,10 +18,26 @@ from loaders.tables import Edges, ReleaseData
 
 
 def drop_releases(db: Database, *versions: int) -> None:
-    """Drop each of these releases that is loaded (a module's own versions)."""
+    """Drop each of these releases that is loaded (a module's own versions). A claim a test
+    left held by this process (a release kept `loading` on purpose) is given up first."""
     for v in versions:
         if db.call(releases.get_release, v) is not None:
+            db.write("MATCH (r:Release {version: $v}) REMOVE r.claim", {"v": v})
             db.call(releases.drop_release, v)
+
+
+def kill_once_edges_appear(db: Database, proc: subprocess.Popen[Any], rel_type: str) -> bool:
+    """SIGKILL a running load as soon as the graph holds one ``rel_type`` edge (a kill midway
+    through its writes); False when it ended first (within two minutes)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.read(f"MATCH ()-[r:{rel_type}]->() RETURN count(r) AS n")[0]["n"] > 0:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+            return True
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    return False
 
 
 def edge_rows(edges: Edges, batch_size: int = 10_000) -> Iterator[list[dict[str, Any]]]:

@@ -60,7 +60,7 @@ from analysis.motif.attributes import (
 )
 from analysis.motif.ir import Constraint, Motif
 from core.errors import MotifError
-from core.model import prop
+from core.model import prop, rel_type
 
 #: Cypher expressions of node attributes that are not release-scoped; ``{n}`` is the node.
 NODE_PROPERTY_CYPHER = {
@@ -170,6 +170,7 @@ def compile_motif(
     limit: int = DEFAULT_PAGE_SIZE,
     after: Sequence[int] | None = None,
     carried: frozenset[str] | None = None,
+    slot: int = 0,
 ) -> tuple[str, dict[str, Any]]:
     """Return ``(cypher, params)`` finding (``match``) or counting (``count``) the
     injective assignments of motif nodes to cells of release ``version``.
@@ -185,7 +186,7 @@ def compile_motif(
     if mode not in ("match", "count"):
         raise MotifError(f"mode must be 'match' or 'count', not {mode!r}")
     motif = resolve(motif, carried, f"release {version}")
-    rel_type = f"SYNAPSE_V{version}"
+    rel = rel_type(version, slot)
     var = {n: _var(n) for n in motif.nodes}
     taken = {n.lower() for n in motif.nodes}
     prefix = "r"
@@ -213,7 +214,7 @@ def compile_motif(
     for i, e in enumerate(motif.edges, start=1):
         r = f"{prefix}{i}"
         rel_var[(e.src, e.dst)] = r
-        patterns.append(f"{node(e.src)}-[{r}:{rel_type}]->{node(e.dst)}")
+        patterns.append(f"{node(e.src)}-[{r}:{rel}]->{node(e.dst)}")
         for c in e.constraints:
             expr = EDGE_PROPERTY_CYPHER[edge_column(c.prop)].format(r=r)
             p = params.add(f"{e.src}_{e.dst}_{c.prop}", c.value)
@@ -226,26 +227,27 @@ def compile_motif(
     patterns += [node(n) for n in motif.nodes if n not in seen]
 
     # conditions on the first node alone: on the walk (streaming form) or first in WHERE
-    outer = [f"{var[first]}.root_id_v{version} IS NOT NULL"]
-    conditions = [f"{var[n]}.root_id_v{version} IS NOT NULL" for n in motif.nodes[1:]]
+    root = prop("root_id", version, slot)
+    outer = [f"{var[first]}.{root} IS NOT NULL"]
+    conditions = [f"{var[n]}.{root} IS NOT NULL" for n in motif.nodes[1:]]
     for i, u in enumerate(motif.nodes):
         distinct = [f"{var[u]} <> {var[v]}" for v in motif.nodes[i + 1 :]]
         conditions += _wrap(distinct, 4)
     for n, c in motif.node_constraints:
-        expr = node_property(var[n], c.prop, version)
+        expr = node_property(var[n], c.prop, version, slot)
         p = params.add(f"{n}_{c.prop}", c.value)
         (outer if stream and n == first else conditions).append(
             _condition(expr, c, p, c.prop not in ALWAYS_CARRIED)
         )
     for nc in motif.node_comparisons:
-        a = node_property(var[nc.left], nc.left_prop, version)
-        b = node_property(var[nc.right], nc.right_prop, version)
+        a = node_property(var[nc.left], nc.left_prop, version, slot)
+        b = node_property(var[nc.right], nc.right_prop, version, slot)
         conditions.append(_text_or_order(a, nc.op, b))
     conditions += edge_conditions
     forbidden = list(motif.non_edges)
     if induced:
         forbidden += [e for e in motif.induced_non_edges() if e not in forbidden]
-    conditions += [f"NOT ({var[e.src]})-[:{rel_type}]->({var[e.dst]})" for e in forbidden]
+    conditions += [f"NOT ({var[e.src]})-[:{rel}]->({var[e.dst]})" for e in forbidden]
     if after is not None:
         keys = [params.add(f"after_{n}", int(a)) for n, a in zip(motif.nodes, after, strict=True)]
         ids = [f"{var[n]}.nucleus_id" for n in motif.nodes]
@@ -301,13 +303,13 @@ def _keyset(ids: list[str], keys: list[str], *, first_at_least: bool) -> str:
     return f"({tail})"
 
 
-def node_property(v: str, name: str, version: int) -> str:
+def node_property(v: str, name: str, version: int, slot: int = 0) -> str:
     """The Cypher expression of node attribute ``name`` of node variable ``v``."""
     if name in NODE_PROPERTY_CYPHER:
         return NODE_PROPERTY_CYPHER[name].format(n=v)
     if name not in NODE_ATTRIBUTES:
         raise MotifError(f"unknown node property {name!r}")
-    return f"{v}.{prop(name, version)}"  # a release-scoped property of the model
+    return f"{v}.{prop(name, version, slot)}"  # a release-scoped property of the model
 
 
 def _text_or_order(a: str, op: str, b: str) -> str:
@@ -345,14 +347,14 @@ def _edge_comparison(a: str, op: str, b: str, nullable: bool) -> str:
     return f"({plain} OR ({a} IS NULL) <> ({b} IS NULL))"
 
 
-def carried_cypher(version: int) -> str:
+def carried_cypher(version: int, slot: int = 0) -> str:
     """For each node attribute that can be null, whether any cell of the release has it."""
     cols = [
-        f"count({node_property('c', name, version)}) > 0 AS {name}"
+        f"count({node_property('c', name, version, slot)}) > 0 AS {name}"
         for name in NODE_ATTRIBUTES
         if name not in ALWAYS_CARRIED
     ]
     return (
-        f"MATCH (c:Cell) WHERE c.{prop('root_id', version)} IS NOT NULL\n"
+        f"MATCH (c:Cell) WHERE c.{prop('root_id', version, slot)} IS NOT NULL\n"
         "RETURN " + ",\n       ".join(cols)
     )

@@ -1,11 +1,11 @@
-"""Heavy work on the one bounded pool (issue 12): a queue limit with a coded refusal, and
-partner queries that keep at least half their throughput while degree-preserving censuses run."""
+"""Heavy work on the one bounded pool (issue 12): a queue limit with a coded refusal. Partner
+throughput beside degree-preserving censuses is measured by bench/bench_concurrency.py (its
+heavy-work phase), not by a timed test."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -17,7 +17,7 @@ from core.budget import Deadline
 from core.errors import LimitExceeded
 from graph.settings import ConnectionSettings
 from tests.api.conftest import V1, Expected
-from tests.api.test_jobs import CENSUS, COUNT, PARTNER, App, _busiest, _run
+from tests.api.test_jobs import CENSUS, COUNT, App, _run
 
 
 @pytest.fixture
@@ -37,12 +37,12 @@ def test_inline_requests_beyond_the_queue_are_refused_at_once(
         budget = Deadline.after(30)
         waiting = [asyncio.create_task(jobs.run_inline(budget, release.wait)) for _ in range(2)]
         await asyncio.sleep(0.1)
-        t0 = time.perf_counter()
         with pytest.raises(LimitExceeded, match="CGRAPH_WORK_QUEUE"):
             await jobs.run_inline(budget, release.wait)
         with pytest.raises(LimitExceeded):
             await jobs.run_coordinated(release.wait)
-        assert time.perf_counter() - t0 < 1.0  # refused, not queued until the timeout
+        # refused while the two queued requests still wait: not queued behind them
+        assert not any(t.done() for t in waiting) and not release.is_set()
         release.set()
         done = await asyncio.gather(*waiting)
         assert await jobs.run_inline(budget, lambda: 7) == 7  # slots are given back
@@ -69,40 +69,3 @@ def test_a_full_queue_answers_limit_exceeded_over_http(
     codes = _run(patient, scenario)
     assert codes.count([]) >= 1 and ["LIMIT_EXCEEDED"] in codes, codes
     assert all(c in ([], ["LIMIT_EXCEEDED"]) for c in codes), codes
-
-
-def test_partner_throughput_holds_while_censuses_run(
-    neo4j_settings: ConnectionSettings, releases: dict[int, Expected]
-) -> None:
-    """Four degree-preserving censuses at once (the issue's case: 192 -> 22 partner req/s):
-    partner queries on the same server keep at least half the rate they had alone."""
-    cell = _busiest(releases[V1])
-    patient = replace(neo4j_settings, query_timeout=600.0)
-    window = 4.0
-
-    async def partners_for(app: App, seconds: float) -> int:
-        n, end = 0, time.monotonic() + seconds
-        while time.monotonic() < end:
-            await app.data(PARTNER, n=cell, v=V1)
-            n += 1
-        return n
-
-    async def scenario(app: App) -> tuple[int, int, int]:
-        await app.data(COUNT, v=V1, m="A -> B")
-        await partners_for(app, 1.0)  # warm
-        alone = await partners_for(app, window)
-        censuses = [
-            asyncio.create_task(
-                app.data(CENSUS, v=V1, null="DEGREE_PRESERVING", samples=1000, seed=10 + s)
-            )  # fmt: skip
-            for s in range(4)
-        ]
-        await asyncio.sleep(0.5)
-        busy = await partners_for(app, window)
-        still_running = sum(not t.done() for t in censuses)
-        await asyncio.gather(*censuses)
-        return alone, busy, still_running
-
-    alone, busy, still_running = _run(patient, scenario)
-    assert still_running >= 1, "the censuses ended before the window: make them longer"
-    assert busy >= 0.5 * alone, f"partner queries: {alone} alone, {busy} beside the censuses"

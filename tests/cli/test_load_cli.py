@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from graph import releases
 from graph.driver import Database
 from snapshot.layout import open_snapshot
 from tests.expected import expected_release
-from tests.helpers import drop_releases
+from tests.helpers import drop_releases, kill_once_edges_appear
 
 CGRAPH = str(Path(sys.executable).parent / "cgraph")
 PINKY = "microns_pinky100_v185"
@@ -182,16 +180,7 @@ def test_killed_load_reruns_to_the_exact_clean_graph(
             "--synapses", str(tmp_path / f"synapses_v{v}.parquet"), "--no-progress"]  # fmt: skip
     proc = subprocess.Popen([CGRAPH, "load", "--version", str(v), *args], env=cli_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    deadline = time.monotonic() + 120
-    killed = False
-    while time.monotonic() < deadline and proc.poll() is None:
-        n = db.read(f"MATCH ()-[r:SYNAPSE_V{v}]->() RETURN count(r) AS n")[0]["n"]
-        if n > 0:
-            proc.send_signal(signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.05)
-    proc.wait(timeout=60)
+    killed = kill_once_edges_appear(db, proc, f"SYNAPSE_V{v}")
     assert killed, "the load finished before it could be killed; make the dataset larger"
     info = db.call(releases.get_release, v)
     assert info is not None and info.status == "loading"

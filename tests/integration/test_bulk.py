@@ -180,7 +180,7 @@ def expected_releases(snaps: list[Snapshot]) -> dict[int, dict[str, Any]]:
     for s in snaps:
         raw = (s.path / "manifest.json").read_bytes()
         m = json.loads(raw)
-        props = {"version": m["version"], "status": "complete",
+        props = {"version": m["version"], "status": "complete", "slot": 0,
                  "snapshot": hashlib.sha256(raw).hexdigest(), **m["counts"]}  # fmt: skip
         if m["timestamp"]:
             props["timestamp"] = pd.Timestamp(m["timestamp"]).to_pydatetime()

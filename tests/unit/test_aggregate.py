@@ -306,3 +306,145 @@ def test_pinky100_counts_match_pandas(shared_data: Path) -> None:
     assert data.cells.root_id.tolist() == nuclei.sort_values("id").pt_root_id.tolist()
     assert data.annotations.cell_type is not None
     assert set(data.annotations.cell_type.tolist()) == set(nuclei.cell_type)
+
+
+# ----------------------------------------------------------------------------- garbage refused
+# issue 12: each of these loaded and exited 0
+
+
+def _synapses(n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` synapses among the hand-built cells A, B, C (every one used), ascending ids."""
+    rng = np.random.default_rng(seed)
+    roots = np.array([A, B, C], dtype=np.int64)
+    pre = rng.integers(0, 3, n)
+    post = (pre + rng.integers(1, 3, n)) % 3  # never an autapse
+    return pd.DataFrame({"id": np.arange(1000, 1000 + n, dtype=np.int64), "pre_pt_root_id": roots[pre],
+                         "post_pt_root_id": roots[post], "size": rng.integers(1, 500, n)})  # fmt: skip
+
+
+def _duplicate_error(syn: pd.DataFrame, **kw: object) -> InputError:
+    with pytest.raises(InputError, match="duplicate synapse ID") as err:
+        build_release(hand_nuclei(), syn, **kw)  # type: ignore[arg-type]
+    return err.value
+
+
+def _first_repeat(ids: pd.Series) -> tuple[int, int, int]:
+    """(id, row, first row) of the earliest row repeating an earlier one, 1-based (pandas)."""
+    row = int(np.flatnonzero(ids.duplicated().to_numpy())[0])
+    value = int(ids.iloc[row])
+    return value, row + 1, int(np.flatnonzero(ids.to_numpy() == value)[0]) + 1
+
+
+@pytest.mark.parametrize("batch_rows", [1_000_000, 7])
+def test_duplicate_synapse_id_names_both_rows(batch_rows: int) -> None:
+    ascending = _synapses(40)
+    ascending.loc[25, "id"] = ascending.loc[24, "id"]  # non-decreasing: row 26 repeats row 25
+    ascending.loc[26:, "id"] += 1
+    e = _duplicate_error(ascending, batch_rows=batch_rows)
+    assert (e.column, e.row) == ("id", 26) and "row 26 repeats row 25" in str(e)
+    shuffled = _synapses(40).sample(frac=1, random_state=3).reset_index(drop=True)
+    shuffled.loc[31, "id"] = shuffled.loc[4, "id"]  # different roots, the same id
+    value, row, first = _first_repeat(shuffled["id"])
+    e = _duplicate_error(shuffled, batch_rows=batch_rows)
+    assert (e.column, e.row) == ("id", row)
+    assert f"ID {value} (row {row} repeats row {first};" in str(e)
+
+
+def test_fully_duplicated_rows_are_refused_not_double_counted() -> None:
+    syn = _synapses(2000)
+    doubled = pd.concat([syn, syn.iloc[:500]], ignore_index=True)  # 500 rows copied at the end
+    e = _duplicate_error(doubled, batch_rows=256)
+    assert e.row == 2001 and "row 2001 repeats row 1" in str(e)
+
+
+def test_synapse_id_check_against_pandas_with_spills_and_skew(tmp_path: Path) -> None:
+    from loaders.store import SynapseIdCheck
+
+    rng = np.random.default_rng(5)
+    n = 600_000
+    cases = {
+        "unique": rng.permutation(n * 3)[:n],
+        "one repeat": rng.permutation(n * 3)[:n],
+        # the first batch spans a narrow range: the plan is skewed, the last partition too big
+        "skewed": np.r_[rng.permutation(1000), 10_000 + rng.permutation(n - 1000)],
+        "one id fills a partition": np.r_[rng.permutation(n // 2), np.full(n // 2, 7 * n)],
+    }
+    cases["one repeat"][n - 10] = cases["one repeat"][123]
+    cases["skewed"][n - 5] = cases["skewed"][n - 300_000]
+    for name, ids in cases.items():
+        ids = ids.astype(np.int64)
+        check = SynapseIdCheck(memory=64 << 20, expected_rows=n, spill_dir=tmp_path)
+        found = None
+        for lo in range(0, n, 50_000):
+            found = found or check.add(ids[lo : lo + 50_000])
+        found = found or check.finish()
+        series = pd.Series(ids)
+        assert found == (None if name == "unique" else _first_repeat(series)), name
+        assert list(tmp_path.iterdir()) == [], name  # the spill is gone
+
+
+def test_summed_sizes_past_int64_are_an_error_not_a_wrapped_number() -> None:
+    syn = _synapses(6)
+    syn["size"] = [2**62, 3, 2**62 - 1, 4, 5, 6]  # rows 1 and 3 on one pair, from 2**63 - 1 ...
+    pair_roots = [syn.pre_pt_root_id[0], syn.post_pt_root_id[0]]
+    syn.loc[2, ["pre_pt_root_id", "post_pt_root_id"]] = pair_roots
+    data = build_release(hand_nuclei(), syn)  # ... which fits exactly
+    nid = dict(zip(hand_nuclei().pt_root_id, hand_nuclei().id, strict=False))
+    pair = (nid[syn.pre_pt_root_id[0]], nid[syn.post_pt_root_id[0]])
+    i = int(np.flatnonzero((data.edges.pre == pair[0]) & (data.edges.post == pair[1]))[0])
+    assert int(data.edges.size[i]) == 2**63 - 1  # type: ignore[index]
+    syn.loc[2, "size"] = 2**62 + 5  # now 2**63 + 5: stored as -9223372036854775803 before
+    with pytest.raises(InputError) as err:
+        build_release(hand_nuclei(), syn)
+    e = err.value
+    assert e.column == "size" and f"from nucleus {pair[0]} to nucleus {pair[1]}" in str(e)
+    assert f"{2**63 + 5:,}" in str(e)
+
+
+@pytest.mark.parametrize(
+    ("value", "word"), [(np.inf, "infinite"), (-np.inf, "infinite"), (-0.5, "negative")]
+)
+def test_infinite_or_negative_volume_names_row(value: float, word: str) -> None:
+    nuclei = hand_nuclei()
+    nuclei.loc[4, "volume"] = value  # data row 5
+    with pytest.raises(InputError, match=word) as err:
+        build_release(nuclei, hand_synapses())
+    assert (err.value.column, err.value.row) == ("volume", 5)
+    nuclei.loc[4, "volume"] = np.nan  # unknown: allowed
+    assert np.isnan(build_release(nuclei, hand_synapses()).cells.volume[4])
+
+
+def test_integer_cell_type_is_refused_in_typed_files_kept_as_text_in_csv(tmp_path: Path) -> None:
+    types = pd.DataFrame({"target_id": [101, 102, 103], "cell_type": [4, 23, 5]})
+    path = tmp_path / "types.parquet"
+    types.to_parquet(path)
+    with pytest.raises(InputError, match="must be text, got a column of int64") as err:
+        build_release(hand_nuclei(), hand_synapses(), cell_types=path)
+    assert (err.value.column, err.value.row) == ("cell_type", 1)
+    csv = tmp_path / "types.csv"
+    csv.write_text("target_id,cell_type,classification_system\n101,04,\n102,23,x\n")
+    a = build_release(hand_nuclei(), hand_synapses(), cell_types=csv).annotations
+    assert a.cell_type is not None and a.cell_type.tolist()[:3] == ["04", "23", None]
+    assert a.classification_system is not None
+    assert a.classification_system.tolist()[:2] == [None, "x"]
+
+
+def test_one_huge_label_is_refused_with_memory_in_proportion(tmp_path: Path) -> None:
+    import tracemalloc
+
+    cells = 200
+    nuclei = pd.DataFrame({"id": np.arange(1, cells + 1), "pt_root_id": np.arange(1, cells + 1) + BIG,
+                           "pt_position": ["[1 2 3]"] * cells})  # fmt: skip
+    labels = ["23P"] * cells
+    labels[41] = "x" * (8 << 20)  # data row 42; fixed-width strings: 8 MiB x 4 B x 200 rows
+    path = tmp_path / "types.parquet"
+    pd.DataFrame({"target_id": nuclei.id, "cell_type": labels}).to_parquet(path)
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="label of 8,388,608 characters") as err:
+            build_release(nuclei, hand_synapses(), cell_types=path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (err.value.column, err.value.row) == ("cell_type", 42) and len(str(err.value)) < 300
+    assert peak < 256 << 20  # not 6.25 GiB

@@ -13,7 +13,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from core.errors import InputError
+from core.errors import BadRequest, InputError
 from loaders.aggregate import build_release
 from tests.helpers import edge_rows
 
@@ -310,3 +310,91 @@ def test_big_roots_exact_through_parquet_streaming(tmp_path: Path) -> None:
     seen: list[int] = []
     check_release(build_release(nuclei_frame(), path, batch_rows=3, on_rows=seen.append))
     assert seen == [3, 1]
+
+
+# ----------------------------------------------------------------------------- unreadable files
+# issue 12: each of these printed "Internal error: ..." without the file, or named no row
+
+
+def _broken_parquet_page(tmp_path: Path) -> Path:
+    path = write_parquet(synapse_frame(), tmp_path / "s.parquet")
+    col = pq.ParquetFile(path).metadata.row_group(0).column(1)  # pre_pt_root_id
+    first_page = col.dictionary_page_offset or col.data_page_offset
+    raw = bytearray(path.read_bytes())
+    raw[first_page : first_page + 24] = b"\xff" * 24  # the page header: no valid thrift
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _gzip_garbage(tmp_path: Path) -> Path:
+    path = tmp_path / "s.csv.gz"
+    path.write_bytes(np.random.default_rng(1).bytes(4000))
+    return path
+
+
+def _truncated_gzip(tmp_path: Path) -> Path:
+    path = tmp_path / "s.csv.gz"
+    data = gzip.compress(synapse_frame().to_csv(index=False).encode() * 2000)
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _header_not_utf8(tmp_path: Path) -> Path:
+    path = tmp_path / "s.csv"
+    path.write_bytes(b"id,pre_pt_root_id,post_\xff\xfe_root_id,size\n1,2,3,4\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (_broken_parquet_page, "cannot read the file"),
+        (_gzip_garbage, "cannot read the file"),
+        (_truncated_gzip, "cannot read the file"),
+        (_header_not_utf8, "header line is not UTF-8"),
+    ],
+)
+def test_unreadable_file_is_an_input_error_naming_it(
+    tmp_path: Path, make: Callable[[Path], Path], needle: str
+) -> None:
+    path = make(tmp_path)
+    e = raises((path.name, None, None), nuclei_frame(), path)
+    assert str(e).startswith(f"{path}: ") and needle in str(e)
+    assert "\n" not in str(e)
+
+
+def test_binary_line_in_csv_names_its_row(tmp_path: Path) -> None:
+    lines = synapse_frame().to_csv(index=False).encode().splitlines(keepends=True)
+    # header, data rows 1 and 2, then the binary line: data row 3
+    path = tmp_path / "s.csv"
+    path.write_bytes(b"".join(lines[:3]) + b"\xff\x00\x81junk,\xc3\x28\n" + b"".join(lines[3:]))
+    e = raises(("s.csv", None, 3), nuclei_frame(), path)
+    assert "Expected 4 columns, got 2" in str(e) and "\n" not in str(e)
+
+
+def test_text_that_is_not_utf8_names_column_and_row(tmp_path: Path) -> None:
+    types = pd.DataFrame({"target_id": [7, 8, 9], "cell_type": ["BC", "MC", "23P"]})
+    raw = types.to_csv(index=False).encode().replace(b"MC", b"M\xff")  # data row 2
+    path = tmp_path / "types.csv"
+    path.write_bytes(raw)
+    raises(("types.csv", "cell_type", 2), nuclei_frame(), synapse_frame(), cell_types=path)
+
+
+def test_unknown_mapping_destination_lists_the_valid_ones() -> None:
+    syn = synapse_frame()
+    # `sise`: a typo of `size`; it used to be accepted and every size silently dropped
+    with pytest.raises(BadRequest) as err:
+        build_release(nuclei_frame(), syn, mapping={"sise": "size"})
+    msg = str(err.value)
+    assert "'sise'" in msg and "size" in msg.split("valid destinations:")[1]
+    with pytest.raises(BadRequest, match="unknown destination 'cleft'"):
+        build_release(nuclei_frame(), syn, mapping={"synapses.cleft": "size"})
+    with pytest.raises(BadRequest, match="unknown table 'synapse'"):
+        build_release(nuclei_frame(), syn, mapping={"synapse.size": "size"})
+
+
+def test_a_huge_value_is_cut_in_the_message() -> None:
+    syn = synapse_frame().astype({"size": object})
+    syn.loc[2, "size"] = "9" * 100 + "x" * 1_000_000
+    e = raises((None, "size", 3), nuclei_frame(), syn)
+    assert len(str(e)) < 300 and "1,000,102 characters" in str(e)
