@@ -13,6 +13,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/python -m api.graphiql >/dev/null || echo "warning: GraphiQL's files were not fetched (npm); /graphql in a browser says how" >&2
 	touch $@
 
 install: $(BIN)/.installed
@@ -54,7 +55,7 @@ demo-data: neo4j-start
 # `cgraph neo4j start` (in demo-data) has printed the Browser address, user and password;
 # `cgraph serve` prints the GraphQL address once
 demo: demo-data
-	@echo "Neo4j Browser: drag graph/browser-style.grass onto it for the cell colours"
+	@echo "Neo4j Browser: for the cell colours run :style with graph/browser-style.grass pasted after it (README: Exploring in Neo4j Browser)"
 	@$(BIN)/cgraph serve --host $(HOST) --port $(PORT) & pid=$$!; \
 	  for i in $$(seq 1 100); do curl -sf http://$(HOST):$(PORT)/healthz >/dev/null && break; sleep 0.2; done; \
 	  echo "Sample query:  curl -s http://$(HOST):$(PORT)/graphql -H 'content-type: application/json' \\"; \

@@ -1,4 +1,5 @@
-"""ASGI app factory: GraphQL at /graphql (GET in a browser: GraphiQL), bulk export under
+"""ASGI app factory: GraphQL at /graphql (GET in a browser: GraphiQL, its files served from
+/graphiql-assets/ by this server: api/graphiql.py), bulk export under
 /export (api/export.py, the same token), /healthz. Every route answers only requests whose
 Host header is a loopback name or in CGRAPH_ALLOWED_HOSTS (no DNS rebinding).
 
@@ -19,13 +20,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from api import graphiql
 from api.context import Context
 from api.export import routes as export_routes
 from api.schema import build_schema
@@ -64,6 +66,10 @@ class GraphQLApp(GraphQL[Context, None]):
             allow_queries_via_get=True,
         )
         self.backend = backend
+
+    async def render_graphql_ide(self, request: Any) -> Response:
+        """GraphiQL with its files from this server (offline), not from a CDN."""
+        return HTMLResponse(graphiql.page())
 
     async def get_context(self, request: Any, response: Any) -> Context:
         return Context(adb=self.backend.adb, request=request, response=response)
@@ -190,13 +196,24 @@ def create_app(
             {"status": "ok" if ok else "unavailable", "neo4j": ok}, status_code=200 if ok else 503
         )
 
+    async def graphiql_asset(request: Request) -> Response:
+        found = graphiql.asset_file(request.path_params["path"]) if api.graphiql else None
+        if found is None:
+            return Response("not found", status_code=404, media_type="text/plain")
+        return FileResponse(found, headers={"Cache-Control": "public, max-age=86400"})
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await backend.close()
 
     app = Starlette(
-        routes=[Route("/healthz", healthz), Route("/graphql", graphql), *export_routes()],
+        routes=[
+            Route("/healthz", healthz),
+            Route("/graphql", graphql),
+            Route(graphiql.PREFIX + "{path:path}", graphiql_asset),
+            *export_routes(),
+        ],  # fmt: skip
         lifespan=lifespan,
     )
     return HostCheck(BearerAuth(app, api.token), api.allowed_hosts)

@@ -16,7 +16,7 @@ integers); every page is fetched for you. A server error raises a subclass of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -104,6 +104,11 @@ fragment page on PartnerConnection {
 }
 """
 
+#: GraphQL field -> DataFrame column of ConnectomeClient.type_connectivity
+WIRING_FIELDS = {"preType": "pre_type", "postType": "post_type", "edges": "edges",
+                 "synapses": "synapses", "size": "size", "preCells": "pre_cells",
+                 "postCells": "post_cells", "possiblePairs": "possible_pairs",
+                 "probability": "probability"}  # fmt: skip
 PARTNER_COLUMNS = ["nucleus_id", "partner_nucleus_id", "partner_root_id", "partner_cell_type",
                    "synapses", "size"]  # fmt: skip
 
@@ -294,6 +299,36 @@ class ConnectomeClient:
             for c in data["cell"]["connectivityDiff"]
         ]
         return pd.DataFrame(rows, columns=columns)
+
+    def type_connectivity(
+        self,
+        version: int,
+        min_synapses: int = 1,
+        classification: str = "cell_type",
+        bounding_box: Sequence[Sequence[float]] | None = None,
+    ) -> pd.DataFrame:
+        """The release's cell-type x cell-type wiring, one row per (pre type, post type) with
+        an edge: edges, synapses, summed size, cells of each type, possible ordered pairs and
+        connection probability. ``classification``: ``cell_type``, ``classification_system``
+        or ``is_neuron``; ``bounding_box`` [[x0, y0, z0], [x1, y1, z1]] in nm keeps the cells
+        whose nucleus is inside."""
+        data = self.query(
+            """query($v: Int!, $m: Int!, $c: TypeClassification!, $b: [[Float!]!]) {
+              typeConnectivity(version: $v, minSynapses: $m, classification: $c,
+                               boundingBox: $b) {
+                preType postType edges synapses size preCells postCells possiblePairs
+                probability } }""",
+            v=int(version),
+            m=int(min_synapses),
+            c=str(classification).upper(),
+            b=None if bounding_box is None else [[float(x) for x in c] for c in bounding_box],
+        )
+        frame = pd.DataFrame(data["typeConnectivity"], columns=list(WIRING_FIELDS))
+        frame = frame.rename(columns=WIRING_FIELDS)
+        frame["possible_pairs"] = frame["possible_pairs"].astype("int64")
+        frame.attrs.update({"version": int(version), "classification": classification,
+                            "min_synapses": int(min_synapses)})  # fmt: skip
+        return frame
 
     # ------------------------------------------------------------------ caveclient-shaped
     def synapse_query(

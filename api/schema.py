@@ -186,14 +186,15 @@ class QuietSchema(strawberry.Schema):
 from api.execution import ExecutionContext  # noqa: E402
 from api.motif_schema import MotifQuery  # noqa: E402  (imports api.types, not this module)
 from api.synapses import SynapseQueryRoot  # noqa: E402
+from api.wiring import WiringQuery  # noqa: E402
 
 
 def build_schema(settings: ApiSettings | None = None) -> strawberry.Schema:
     """The schema with its limits: the root Query merges this module's Query with
-    api.motif_schema.MotifQuery and api.synapses.SynapseQueryRoot. Validation rules are built once and shared (they are
+    api.motif_schema.MotifQuery, api.synapses.SynapseQueryRoot and api.wiring.WiringQuery. Validation rules are built once and shared (they are
     stateless); every extension instance is per request."""
     s = settings or ApiSettings()
-    query = merge_types("Query", (Query, MotifQuery, SynapseQueryRoot))
+    query = merge_types("Query", (Query, MotifQuery, SynapseQueryRoot, WiringQuery))
     rules = [
         *QueryDepthLimiter(max_depth=s.max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules,

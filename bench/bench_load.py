@@ -71,11 +71,17 @@ def bench_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 def prepare_home(args: argparse.Namespace) -> None:
-    """A bench Neo4j home that shares the project's jars (no second download)."""
+    """A bench Neo4j home that shares the project server's jars (CGRAPH_NEO4J_HOME of the
+    caller, default .neo4j) when they are there; otherwise the bench home fetches its own."""
+    from graph.settings import ServerSettings
+
     lib = args.neo4j_home / "lib"
-    if not lib.exists():
+    shared = ServerSettings.from_env().home / "lib"
+    if lib.is_symlink() and not lib.exists():
+        lib.unlink()  # a link to jars that are gone
+    if not lib.exists() and shared.is_dir():
         args.neo4j_home.mkdir(parents=True, exist_ok=True)
-        lib.symlink_to(REPO / ".neo4j" / "lib")
+        lib.symlink_to(shared.resolve())
 
 
 def dataset(args: argparse.Namespace) -> Path:

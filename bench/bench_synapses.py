@@ -134,6 +134,7 @@ def main() -> None:
                         "pre_pt_root_id <> post_pt_root_id", [str(source), r]).df()  # fmt: skip
             t_dk.append(time.perf_counter() - t0)
         res.update(
+            baseline_cells=len(base),
             pandas_cell_p50_ms=_pct(t_pd, 50) * 1e3,
             duckdb_source_cell_p50_ms=_pct(t_dk, 50) * 1e3,  # fmt: skip
             speedup_vs_pandas=_pct(t_pd, 50) / _pct(t_cell, 50),

@@ -1,4 +1,4 @@
-"""`cgraph export release | synapses | partners`: the bulk export of the API (api/export.py) to a
+"""`cgraph export release | synapses | partners | wiring`: the bulk export of the API (api/export.py) to a
 file, from the release snapshots in CGRAPH_DATA (no server, no Neo4j), one batch at a time."""
 
 from __future__ import annotations
@@ -9,9 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from api.export import Batches, encode, partner_export, release_export, synapse_export
+from api.export import release_snapshot as release_export_snapshot
 from core.errors import BadRequest
+from snapshot.wiring import CLASSIFICATIONS, type_connectivity
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["parquet", "arrow"]),
                        default=None, help="Default: from the file extension (.arrow/.feather: "
@@ -58,7 +62,7 @@ def export_release(version: int, what: str, out: Path, fmt: str | None) -> None:
     _write(release_export(version, what), out, fmt)
 
 
-def _bbox(text: str | None) -> list[list[float]] | None:
+def _bbox(text: str | None, unit: str = "voxels") -> list[list[float]] | None:
     if text is None:
         return None
     try:
@@ -66,7 +70,8 @@ def _bbox(text: str | None) -> list[list[float]] | None:
     except ValueError:
         v = []
     if len(v) != 6:
-        raise BadRequest(f"--bbox takes six numbers x0,y0,z0,x1,y1,z1 (voxels), got {text!r}")
+        option = "--bbox-nm" if unit == "nm" else "--bbox"
+        raise BadRequest(f"{option} takes six numbers x0,y0,z0,x1,y1,z1 ({unit}), got {text!r}")
     return [v[:3], v[3:]]
 
 
@@ -112,3 +117,28 @@ def export_partners(version: int, nucleus_id: int, direction: str, min_synapses:
     body = {"version": version, "nucleus_id": nucleus_id, "direction": direction,
             "min_synapses": min_synapses}  # fmt: skip
     _write(partner_export(body), out, fmt)
+
+
+@export_cmd.command("wiring")
+@click.argument("version", type=click.IntRange(min=0))
+@click.option("--classification", type=click.Choice(list(CLASSIFICATIONS)), default="cell_type",
+              show_default=True, help="The cell property that names a cell's type.")  # fmt: skip
+@click.option("--min-synapses", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--bbox-nm", help="x0,y0,z0,x1,y1,z1 in nm (inclusive): only cells inside.")
+@_OUT
+def export_wiring(version: int, classification: str, min_synapses: int, bbox_nm: str | None,
+                  out: Path) -> None:  # fmt: skip
+    """The release's cell-type x cell-type wiring (edges, synapses, size, connection
+    probability per type pair) as CSV (.csv) or Parquet."""
+    box = _bbox(bbox_nm, unit="nm")
+    table = type_connectivity(release_export_snapshot(version), classification, min_synapses, box)
+    part = out.with_name(out.name + ".part")
+    try:
+        if out.suffix.lower() == ".csv":
+            pacsv.write_csv(table, part)
+        else:
+            pq.write_table(table, part)
+        os.replace(part, out)
+    finally:
+        part.unlink(missing_ok=True)
+    click.echo(f"{table.num_rows:,} type pairs -> {out}")

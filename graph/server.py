@@ -328,6 +328,8 @@ server.directories.import={h / "import"}
 server.directories.plugins={h / "plugins"}
 server.memory.pagecache.size={pagecache}
 dbms.usage_report.enabled=false
+client.allow_telemetry=false
+browser.post_connect_cmd=config autoComplete: false
 db.transaction.timeout=0
 """
     path = settings.conf_dir / "neo4j.conf"

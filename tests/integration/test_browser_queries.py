@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
@@ -16,7 +20,7 @@ from cgraph.load import load_release
 from core.model import DISPLAY_LABELS
 from graph import releases
 from graph.driver import Database
-from graph.settings import ConnectionSettings
+from graph.settings import ConnectionSettings, ServerSettings
 from loaders.synth import generate
 from tests.api.conftest import AsgiClient
 from tests.expected import expected_release
@@ -159,3 +163,141 @@ def test_readme_param_and_graphql_examples_answer_on_the_demo_data(
                 assert not page.get("errors") and len(page["data"]["motifSearch"]["nodes"]) == 5
     finally:
         client.close()
+
+
+CHROMIUM = Path(os.environ.get("CGRAPH_CHROMIUM", "/usr/bin/chromium"))
+#: what a root process in a closed network needs: no sandbox, no GPU, no background traffic
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"]  # fmt: skip
+
+
+def _grass_rules(text: str) -> dict[str, dict[str, str]]:
+    """The style file read as CSS-like rules, independently of the Browser's parser."""
+    rules: dict[str, dict[str, str]] = {}
+    for selector, body in re.findall(r'([\w.-]+)\s*\{((?:[^{}"]|"[^"]*")*)\}', text):
+        props = (p.split(":", 1) for p in body.split(";") if p.strip())
+        rules[selector] = {k.strip(): v.strip().strip('"') for k, v in props}
+    return rules
+
+
+def _browser_or_skip(neo4j_settings: ConnectionSettings) -> tuple[str, str]:
+    """The Browser the project's own server serves (http) and its Bolt address."""
+    import urllib.request
+
+    srv = ServerSettings.from_env()
+    browser = f"http://127.0.0.1:{srv.http_port}/browser/"
+    reason = ""
+    if not CHROMIUM.exists():
+        reason = f"no Chromium at {CHROMIUM} (apt install chromium)"
+    else:
+        try:
+            urllib.request.urlopen(browser, timeout=5).close()  # noqa: S310 - loopback
+        except OSError as exc:
+            reason = f"no Neo4j Browser at {browser} ({exc})"
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (required under CI=true)")
+        pytest.skip(reason)
+    bolt = neo4j_settings.uri.split("://", 1)[1]
+    return browser, bolt
+
+
+def test_browser_takes_the_style_by_paste_and_colours_cells(
+    db: Database, demo: Path, neo4j_settings: ConnectionSettings
+) -> None:
+    """The README's way, in Neo4j Browser (served by the project's server) in headless Chromium
+    with every request off the machine refused: on connecting, "Connect result nodes" is off (the
+    server's post-connect command); `:style` and the file pasted; the
+    Browser keeps every rule of the file, and a drawn edge shows its cells in their class colours
+    with the nucleus ID and the edge with its synapse count."""
+    browser, bolt = _browser_or_skip(neo4j_settings)
+    from playwright.sync_api import Page, sync_playwright
+
+    grass = (REPO / "graph" / "browser-style.grass").read_text()
+    want_rules = _grass_rules(grass)
+    assert {"node", "relationship", "node.Cell", *(f"node.{x}" for x in DISPLAY_LABELS)} <= set(
+        want_rules
+    )
+    edge = db.read(
+        f"MATCH (a:Excitatory)-[r:SYNAPSE_V{V_NEW}]->(b:Inhibitory) "
+        "RETURN a.nucleus_id AS a, b.nucleus_id AS b, r.synapses AS s "
+        "ORDER BY r.synapses DESC, a, b LIMIT 1"
+    )[0]
+    refused: list[str] = []
+    errors: list[str] = []
+
+    def offline(route: Any) -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    def run(page: Page, text: str, *, paste: bool = False) -> None:
+        page.click(".monaco-editor")
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Delete")
+        if paste:  # a real paste event carrying the whole multi-line file
+            page.evaluate(
+                """(t) => { const dt = new DataTransfer(); dt.setData('text/plain', t);
+                const ta = document.querySelector('.monaco-editor textarea'); ta.focus();
+                ta.dispatchEvent(new ClipboardEvent('paste',
+                  {clipboardData: dt, bubbles: true, cancelable: true})); }""",
+                text,
+            )
+        else:
+            page.keyboard.insert_text(text)
+        page.click("[data-testid=editor-Run]")
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True
+        )
+        try:
+            page = chromium.new_page()
+            page.route("**/*", offline)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{browser}?dbms=bolt://{neo4j_settings.user}@{bolt}", wait_until="load")
+            page.fill("[data-testid=password]", neo4j_settings.password, timeout=30_000)
+            page.click("[data-testid=connect]")
+            page.wait_for_selector("text=You are connected as user", timeout=30_000)
+            # the server's browser.post_connect_cmd turned "Connect result nodes" off
+            page.wait_for_function(
+                "() => JSON.parse(localStorage.getItem('neo4j.settings')).autoComplete === false",
+                timeout=10_000,
+            )
+            run(page, ":style " + grass, paste=True)
+            page.wait_for_function(
+                "() => JSON.parse(localStorage.getItem('neo4j.grass') || 'null') !== null",
+                timeout=10_000,
+            )
+            got_rules = json.loads(page.evaluate("() => localStorage.getItem('neo4j.grass')"))
+            body = page.inner_text("body")
+            run(page, f"MATCH (a:Cell {{nucleus_id: {edge['a']}}})-[r:SYNAPSE_V{V_NEW}]->"
+                      f"(b:Cell {{nucleus_id: {edge['b']}}}) RETURN a, r, b")  # fmt: skip
+            page.wait_for_function(
+                "() => document.querySelectorAll('svg g.node circle.b-outline').length >= 2",
+                timeout=30_000,
+            )
+            page.wait_for_timeout(500)  # the layout's first tick sets the captions
+            nodes = page.evaluate(
+                "() => [...document.querySelectorAll('svg g.node')].map(g => "
+                "[g.textContent.trim(), g.querySelector('circle.b-outline').getAttribute('fill')])"
+            )
+            rels = page.evaluate(
+                "() => [...document.querySelectorAll('svg g.relationship')]"
+                ".map(g => g.textContent.trim())"
+            )
+        finally:
+            chromium.close()
+    # the Browser asks for web fonts and its own analytics/feedback scripts at start-up; all
+    # refused here, and it works without them
+    assert not errors, errors
+    assert "InvalidGrassError" not in body
+    assert got_rules == want_rules
+    colour = {x: want_rules[f"node.{x}"]["color"] for x in ("Excitatory", "Inhibitory")}
+    assert sorted(nodes) == sorted(
+        [[str(edge["a"]), colour["Excitatory"]], [str(edge["b"]), colour["Inhibitory"]]]
+    )
+    assert rels == [str(edge["s"])]

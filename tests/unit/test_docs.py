@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -52,3 +55,26 @@ def test_readme_benchmarks_are_the_results_files(name: str) -> None:
     assert f"<!-- {name} -->" in README, f"README quotes no {name}"
     block = README.split(f"<!-- {name} -->\n", 1)[1].split(f"<!-- /{name} -->", 1)[0]
     assert block == (REPO / "bench" / "results" / name).read_text()
+
+
+def _latency_summaries(x: object, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every latency summary in a results file: a dict with a p99 and its sample count."""
+    if isinstance(x, dict):
+        if "p99" in x and "n" in x:
+            yield path, x
+        for k, v in x.items():
+            yield from _latency_summaries(v, f"{path}.{k}")
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            yield from _latency_summaries(v, f"{path}[{i}]")
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (REPO / "bench" / "results").glob("*.json"))
+)
+def test_every_reported_p99_rests_on_200_samples(name: str) -> None:
+    """A p99 from fewer than 200 timings is noise: the benches leave it out (None)."""
+    data = json.loads((REPO / "bench" / "results" / name).read_text())
+    thin = [(path, s["n"]) for path, s in _latency_summaries(data)
+            if s["p99"] is not None and s["n"] < 200]  # fmt: skip
+    assert not thin, f"p99 from fewer than 200 samples: {thin}"
