@@ -163,7 +163,7 @@ class ConnectomeClient:
     # ------------------------------------------------------------------ releases and cells
     def releases(self) -> pd.DataFrame:
         data = self.query(
-            "{ releases { version status timestamp cells edges synapses synapsesTotal } }"
+            "{ releases { version dataset status timestamp cells edges synapses synapsesTotal } }"
         )
         frame = pd.DataFrame(data["releases"])
         if len(frame):
@@ -172,17 +172,21 @@ class ConnectomeClient:
             frame = frame.rename(columns={"synapsesTotal": "synapses_total"})
         return frame
 
-    def cell(self, nucleus_id: int) -> pd.DataFrame:
-        """One row per release the cell is part of (root IDs change, nucleus IDs do not)."""
-        data = self.query("query($n: Int!) { cell(nucleusId: $n) { releases } }", n=int(nucleus_id))
+    def cell(self, nucleus_id: int, dataset: str | None = None) -> pd.DataFrame:
+        """One row per release the cell is part of (root IDs change, nucleus IDs do not); a
+        nucleus ID is unique within its ``dataset`` (default: the server's default)."""
+        data = self.query("query($n: Int!, $d: String) { cell(nucleusId: $n, dataset: $d) "
+                          "{ releases } }", n=int(nucleus_id), d=dataset)  # fmt: skip
         if data["cell"] is None:
             return self._cells_frame([])
         rows = []
         for v in data["cell"]["releases"]:
             got = self.query(
-                f"query($n: Int!, $v: Int!) {{ cell(nucleusId: $n) {{ {CELL_FIELDS} }} }}",
+                f"query($n: Int!, $v: Int!, $d: String) {{ cell(nucleusId: $n, dataset: $d) "
+                f"{{ {CELL_FIELDS} }} }}",
                 n=int(nucleus_id),
                 v=v,
+                d=dataset,
             )
             rows.append({**got["cell"], "version": v})
         return self._cells_frame(rows)

@@ -27,7 +27,7 @@ class Context:
     adb: AsyncDatabase
     request: Any = None
     response: Any = None
-    cells: DataLoader[int, CellRecord | None] = field(init=False)
+    cells: DataLoader[tuple[str, int], CellRecord | None] = field(init=False)  # (dataset, id)
     releases: DataLoader[int, ReleaseInfo | None] = field(init=False)
     edge_synapses: DataLoader[EdgeKey, EdgeSynapses] = field(init=False)
     complete: set[int] = field(default_factory=set)  # releases seen complete in this request
@@ -36,8 +36,8 @@ class Context:
     def __post_init__(self) -> None:
         adb = self.adb
 
-        async def load_cells(ids: Sequence[int]) -> list[CellRecord | None]:
-            cells, complete = await queries.get_cells(adb, ids)
+        async def load_cells(keys: Sequence[tuple[str, int]]) -> list[CellRecord | None]:
+            cells, complete = await queries.get_cells(adb, keys)
             self.complete.update(complete)
             return cells
 
@@ -78,7 +78,14 @@ class Context:
 
     def prime_cells(self, records: Sequence[CellRecord]) -> None:
         for r in records:
-            self.cells.prime(r.nucleus_id, r)
+            self.cells.prime(r.key, r)
+
+    async def dataset_of(self, version: int) -> str:
+        """The dataset a (complete) release belongs to."""
+        await self.require_complete(version)
+        info = await self.releases.load(version)
+        assert info is not None
+        return info.dataset
 
     async def require_complete(self, version: int) -> None:
         if version in self.complete:

@@ -69,10 +69,11 @@ class NullModel(Enum):
 class MotifAssignment:
     name: str = strawberry.field(description="The motif node name.")
     nucleus_id: int = strawberry.field(description="The cell's nucleus ID.")
+    dataset: strawberry.Private[str]
 
     @strawberry.field
     async def cell(self, info: CtxInfo) -> Cell:
-        record = await info.context.cells.load(self.nucleus_id)
+        record = await info.context.cells.load((self.dataset, self.nucleus_id))
         if record is None:  # a complete release never loses cells; this is a bug if seen
             raise LookupError(f"cell {self.nucleus_id} vanished")
         return Cell(record=record)
@@ -319,12 +320,17 @@ class MotifQuery:
         key = decode_int_cursor(after, tag, len(parsed.nodes)) if after else None
         last = None if key is None else dict(zip(parsed.nodes, map(int, key), strict=True))
         await info.context.require_complete(version)
+        ds = await info.context.dataset_of(version)
         rows = await search_motif(
             info.context.adb, version, parsed, induced=induced, after=last, limit=first + 1
         )
         page = rows[:first]
         nodes = [
-            MotifMatch(assignments=[MotifAssignment(name=v, nucleus_id=r[v]) for v in parsed.nodes])
+            MotifMatch(
+                assignments=[
+                    MotifAssignment(name=v, nucleus_id=r[v], dataset=ds) for v in parsed.nodes
+                ]
+            )
             for r in page
         ]
         end = encode_cursor(tag, *(page[-1][v] for v in parsed.nodes)) if page else None

@@ -41,7 +41,7 @@ from api.types import (
 )
 from core.criteria import CellCriteria
 from core.errors import BadRequest
-from core.model import check_version
+from core.model import check_dataset, check_version, default_dataset
 from graph import queries, releases
 
 
@@ -56,10 +56,12 @@ class Query:
         found = await info.context.releases.load(check_version(version))
         return None if found is None else Release(info=found)
 
-    @strawberry.field(description="A cell by nucleus ID (null when there is none).")
-    async def cell(self, info: CtxInfo, nucleus_id: int) -> Cell | None:
+    @strawberry.field(description="A cell by nucleus ID in a dataset (default: the server's "
+                                  "default dataset; null when there is none).")  # fmt: skip
+    async def cell(self, info: CtxInfo, nucleus_id: int, dataset: str | None = None) -> Cell | None:
+        ds = check_dataset(dataset) if dataset is not None else default_dataset()
         prefetch(info.context, nucleus_id, info.selected_fields)
-        record = await info.context.cells.load(nucleus_id)
+        record = await info.context.cells.load((ds, nucleus_id))
         if record is None:
             await discard(info.context, nucleus_id)
         return cell_or_none(record)

@@ -14,6 +14,7 @@ from api.pagination import encode_cursor
 from api.partners import fetch, partner_request
 from api.settings import DEFAULT_PAGE, MAX_PAGE
 from core.criteria import CellCriteria
+from core.errors import DatasetMismatch
 from core.model import check_version, prop
 from graph import queries
 from graph.queries import CellRecord, Change, Direction, PartnerOrder
@@ -52,6 +53,10 @@ class Release:
     @strawberry.field
     def version(self) -> int:
         return self.info.version
+
+    @strawberry.field(description="The dataset (datastack) the release belongs to.")
+    def dataset(self) -> str:
+        return self.info.dataset
 
     @strawberry.field(description="Materialization time stamp (UTC).")
     def timestamp(self) -> datetime | None:
@@ -120,7 +125,7 @@ def _release_value(
 
     async def later() -> Any:
         await ctx.require_complete(version)
-        full = rec if rec.has(stem, version) else await ctx.cells.load(rec.nucleus_id)
+        full = rec if rec.has(stem, version) else await ctx.cells.load(rec.key)
         return None if full is None else convert(full.get(stem, version))
 
     return later()
@@ -132,7 +137,7 @@ def _cell_value(info: CtxInfo, rec: CellRecord, read: Callable[[CellRecord], Any
         return read(rec)
 
     async def later() -> Any:
-        full = await info.context.cells.load(rec.nucleus_id)
+        full = await info.context.cells.load(rec.key)
         return None if full is None else read(full)
 
     return later()
@@ -181,6 +186,11 @@ class Cell:
     @strawberry.field
     def nucleus_id(self) -> int:
         return self.record.nucleus_id
+
+    @strawberry.field(description="The dataset (datastack) the cell belongs to; a nucleus ID "
+                                  "is unique within its dataset.")  # fmt: skip
+    def dataset(self) -> str:
+        return self.record.dataset
 
     @strawberry.field(description="Nucleus centroid [x, y, z] in nm.")
     def position(self, info: CtxInfo) -> list[float] | None:
@@ -231,12 +241,17 @@ class Cell:
     async def connectivity_diff(
         self, info: CtxInfo, from_version: int, to_version: int, direction: Direction
     ) -> list[PartnerChange]:
+        ctx = info.context
+        for v in (from_version, to_version):
+            if (ds := await ctx.dataset_of(v)) != self.record.dataset:
+                raise DatasetMismatch(v, ds, self.record.dataset)
         changes = await queries.diff_partners(
-            info.context.adb,
+            ctx.adb,
             self.record.nucleus_id,
             from_version,
             to_version,
             direction,
+            self.record.dataset,
         )
         info.context.seen_complete(from_version, to_version)
         return [
@@ -328,6 +343,9 @@ async def _partners(
         **args,
     )
     page = await fetch(info.context, req)
+    other = next((p.cell.dataset for p in page.partners if p.cell.dataset != cell.dataset), None)
+    if other is not None:  # the release is another dataset's (its cell of this nucleus ID)
+        raise DatasetMismatch(req.version, other, cell.dataset)
     root, ctype, outputs = (
         prop("root_id", req.version),
         prop("cell_type", req.version),

@@ -11,7 +11,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
 #: results files the README quotes whole, between <!-- name --> and <!-- /name -->
-BLOCKS = ("load_full.md", "synapses.md", "bench_motif.md", "bench_api.md", "concurrency.md")
+BLOCKS = (
+    "load_full.md",
+    "synapses.md",
+    "synapses_full.md",
+    "wiring.md",
+    "bench_motif.md",
+    "bench_api.md",
+    "concurrency.md",
+)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import click
 
 from cgraph.load import LoadSummary, load_release, parse_memory
 from core.errors import BadRequest
+from core.model import check_dataset, default_dataset
 from graph import releases
 from graph.driver import Database
 from loaders.readers import check_destinations
@@ -104,6 +105,15 @@ def synth(out_dir: Path, cells: int, synapses: int, versions: str, seed: int,
         click.echo(f"v{vs.version}: " + ", ".join(str(p) for p in vs.files))
 
 
+def _dataset_option(name: str | None) -> str:
+    try:
+        return check_dataset(name) if name is not None else default_dataset()
+    except BadRequest as exc:
+        raise BadRequest(
+            f"--dataset: {exc}" if name is not None else f"CGRAPH_DATASET: {exc}"
+        ) from None
+
+
 @click.command()
 @click.option(
     "--version", "version", type=click.IntRange(min=0), required=True, help="Release version."
@@ -131,11 +141,15 @@ def synth(out_dir: Path, cells: int, synapses: int, versions: str, seed: int,
 )
 @click.option("--writer", type=click.Choice(["auto", "bulk", "online"]), default="auto", show_default=True,
               help="bulk: neo4j-admin import into the project's own empty local database; online: transactional writes (any Neo4j); auto: bulk when it applies.")  # fmt: skip
+@click.option("--dataset", metavar="NAME",
+              help="The dataset (datastack) the release belongs to, e.g. minnie65_public; its cells are its own. Default: CGRAPH_DATASET or 'default'.")  # fmt: skip
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def load(version: int, timestamp: str | None, nuclei: str, synapses: str, neurons: str | None,
          cell_types: str | None, maps: tuple[str, ...], voxel_size: str, replace: bool,
-         skip_existing: bool, memory: str | None, writer: str, progress: bool) -> None:  # fmt: skip
+         skip_existing: bool, memory: str | None, writer: str, dataset: str | None,
+         progress: bool) -> None:  # fmt: skip
     """Load one release from files (Parquet, Feather, CSV, CSV.gz, CAVE dumps)."""
+    ds = _dataset_option(dataset)
     ts = parse_timestamp_option(timestamp) if timestamp else default_timestamp(version)
     mapping = parse_map(maps)
     voxel = parse_voxel(voxel_size)
@@ -146,6 +160,7 @@ def load(version: int, timestamp: str | None, nuclei: str, synapses: str, neuron
             db, version, nuclei=nuclei, synapses=synapses, neurons=neurons, cell_types=cell_types,
             mapping=mapping, voxel_size=voxel, timestamp=ts, replace=replace, progress=progress,
             memory=mem, writer=writer, skip_existing=skip_existing,  # type: ignore[arg-type]
+            dataset=ds,
         )  # fmt: skip
     if summary is None:
         click.echo(f"release {version}: already complete, skipped")
@@ -162,14 +177,14 @@ def list_releases_cmd() -> None:
     if not rows:
         click.echo("no releases loaded")
         return
-    head = f"{'version':>8} {'status':<9} {'timestamp':<26} {'cells':>9} {'edges':>11} {'synapses':>12} {'dropped':>10}"
+    head = f"{'version':>8} {'dataset':<16} {'status':<9} {'timestamp':<26} {'cells':>9} {'edges':>11} {'synapses':>12} {'dropped':>10}"
     click.echo(head)
     for r in rows:
         c = r.counts
         dropped = sum(v for k, v in c.items() if k.startswith("dropped_"))
         ts = r.timestamp.isoformat() if r.timestamp else "-"
         click.echo(
-            f"{r.version:>8} {r.status:<9} {ts:<26} {c.get('cells', 0):>9,} "
+            f"{r.version:>8} {r.dataset:<16} {r.status:<9} {ts:<26} {c.get('cells', 0):>9,} "
             f"{c.get('edges', 0):>11,} {c.get('synapses', 0):>12,} {dropped:>10,}"
         )
 
@@ -199,10 +214,16 @@ def drop_release_cmd(version: int) -> None:
 @click.option("--row-limit", type=click.IntRange(min=1), default=200_000, show_default=True,
               help="Rows per query; at most the server's cap. Answers that hit it are split and retried.")  # fmt: skip
 @click.option("--replace", is_flag=True, help="Replace a complete release of this version whole.")
+@click.option(
+    "--dataset",
+    metavar="NAME",
+    help="The dataset the release belongs to (default: the datastack name).",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def load_cave(datastack: str, version: int, neuron_table: str | None, cell_type_table: str | None,
-              row_limit: int, replace: bool, progress: bool) -> None:  # fmt: skip
+              row_limit: int, replace: bool, dataset: str | None, progress: bool) -> None:  # fmt: skip
     """Load one materialization version straight from a live CAVE service (needs the `cave` extra)."""
+    ds = _dataset_option(dataset or datastack)
     try:
         from caveclient import CAVEclient
     except ImportError:
@@ -224,7 +245,8 @@ def load_cave(datastack: str, version: int, neuron_table: str | None, cell_type_
     if isinstance(ts, str):
         ts = parse_timestamp(ts)
     with Database() as db:
-        summary = write_release(db, version, data, timestamp=ts, replace=replace, progress=progress)
+        summary = write_release(db, version, data, timestamp=ts, replace=replace, progress=progress,
+                                dataset=ds)  # fmt: skip
     for line in summary_lines(summary):
         click.echo(line)
 

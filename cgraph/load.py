@@ -31,8 +31,8 @@ from typing import Any, Literal
 import click
 from tqdm import tqdm
 
-from core.errors import BadRequest, ReleaseExists
-from core.model import COMPLETE, SLOTS, check_version
+from core.errors import BadRequest, DatasetMismatch, ReleaseExists
+from core.model import COMPLETE, SLOTS, check_dataset, check_version, default_dataset
 from graph import bulk, releases
 from graph.driver import Database
 from graph.settings import ServerSettings
@@ -99,6 +99,7 @@ def aggregate_to_snapshot(
     memory: int | None = None,
     seconds: dict[str, float] | None = None,
     slot: int = 0,
+    dataset: str | None = None,
     **options: Any,
 ) -> tuple[Snapshot, dict[int, list[int]]]:
     """Read, validate, aggregate and write the snapshot of one release; ``options`` go to
@@ -123,7 +124,8 @@ def aggregate_to_snapshot(
             snap = write_release_snapshot(agg, v, timestamp=timestamp, sources=sources.result(),
                                           voxel_size=voxel_size, on_edges=bar.update,
                                           on_store=store_bar.update, seconds=steps,
-                                          slot=slot)  # fmt: skip
+                                          slot=slot,
+                                          dataset=dataset or default_dataset())  # fmt: skip
     if seconds is not None:
         seconds["read_aggregate"] = t1 - t0
         seconds["snapshot"] = time.perf_counter() - t1
@@ -132,9 +134,12 @@ def aggregate_to_snapshot(
 
 
 @contextlib.contextmanager
-def holding_claim(db: Database, version: int, *, replace: bool) -> Iterator[releases.Claim]:
-    """Hold release ``version``'s load claim (heartbeats on the runner's loop) for the block."""
-    c = releases.Claim(check_version(version))
+def holding_claim(
+    db: Database, version: int, *, replace: bool, dataset: str | None = None
+) -> Iterator[releases.Claim]:
+    """Hold release ``version``'s load claim (heartbeats on the runner's loop) for the block;
+    a load names its ``dataset`` (refused when the release belongs to another)."""
+    c = releases.Claim(check_version(version), dataset=dataset)
     cm = releases.claimed(db.adb, c, replace=replace)
     db.run(cm.__aenter__())
     try:
@@ -292,6 +297,7 @@ def load_release(
     progress: bool = False,
     writer: Writer = "online",
     skip_existing: bool = False,
+    dataset: str | None = None,
     **inputs: Any,
 ) -> LoadSummary | None:
     """Load one release from DataFrames or files (Parquet, Feather, CSV, CSV.gz, CAVE dumps)
@@ -299,21 +305,25 @@ def load_release(
     synapses, neurons, cell_types, mapping, voxel_size, timestamp, batch_rows, memory).
     ``writer``: online (the default for library use), bulk, or auto (the CLI's default).
     Raises ReleaseExists when complete and not `replace` (before reading anything); with
-    ``skip_existing`` a complete release is left alone and None returned."""
-    v = check_version(version)
+    ``skip_existing`` a complete release is left alone and None returned. The release belongs
+    to ``dataset`` (default: core.model.default_dataset; DatasetMismatch, before anything is
+    read, when it already belongs to another)."""
+    v, ds = check_version(version), check_dataset(dataset or default_dataset())
     existing = db.call(releases.get_release, v)  # begin_load checks again before writing
+    if existing is not None and existing.dataset != ds:
+        raise DatasetMismatch(v, existing.dataset, ds)
     if existing is not None and existing.status == COMPLETE and not replace:
         if skip_existing:
             return None
         raise ReleaseExists(v)
     seconds: dict[str, float] = {}
-    with holding_claim(db, v, replace=replace) as claim:
+    with holding_claim(db, v, replace=replace, dataset=ds) as claim:
         # a replace writes its snapshot beside the served one (which goes once switched)
         slot = _begin_snapshots(db, v)
         snap: Snapshot | None = None
         try:
             snap, multi = aggregate_to_snapshot(v, progress=progress, seconds=seconds,
-                                                slot=slot, **inputs)  # fmt: skip
+                                                slot=slot, dataset=ds, **inputs)  # fmt: skip
             used = write_release_snapshot_to_graph(db, snap, replace=replace, progress=progress,
                                                    writer=writer, seconds=seconds,
                                                    claim=claim)  # fmt: skip
@@ -336,13 +346,18 @@ def write_release(
     progress: bool = False,
     voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
     sources: Sequence[Mapping[str, Any]] = (),
+    dataset: str | None = None,
 ) -> LoadSummary:
-    """Snapshot and write an aggregated in-memory release (live CAVE)."""
-    v = check_version(version)
-    with holding_claim(db, v, replace=replace) as claim:
+    """Snapshot and write an aggregated in-memory release (live CAVE) of ``dataset``."""
+    v, ds = check_version(version), check_dataset(dataset or default_dataset())
+    existing = db.call(releases.get_release, v)
+    if existing is not None and existing.dataset != ds:
+        raise DatasetMismatch(v, existing.dataset, ds)
+    with holding_claim(db, v, replace=replace, dataset=ds) as claim:
         slot = _begin_snapshots(db, v)
         snap = write_release_snapshot(data, v, timestamp=timestamp, sources=sources,
-                                      voxel_size=voxel_size, slot=slot)  # fmt: skip
+                                      voxel_size=voxel_size, slot=slot,
+                                      dataset=ds)  # fmt: skip
         try:
             write_snapshot(db, snap, replace=replace, progress=progress, claim=claim)
         except BaseException:

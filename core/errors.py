@@ -96,6 +96,16 @@ class BadRequest(CGraphError):
     code = "BAD_REQUEST"
 
 
+class DatasetMismatch(BadRequest):
+    """A release of one dataset asked to act as (or with) one of another."""
+
+    def __init__(self, version: int, has: str, asked: str) -> None:
+        super().__init__(
+            f"release {version} belongs to dataset {has!r}, not {asked!r}; name --dataset "
+            f"{has} (or load {asked!r} under a version of its own)"
+        )
+
+
 class InputError(CGraphError):
     """Bad input data. Names the file, column and row (1-based data row) when known."""
 

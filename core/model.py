@@ -10,6 +10,7 @@ Nothing else is ever pasted into a query string.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 from core.errors import BadRequest
@@ -52,7 +53,8 @@ ANNOTATION_STEMS = tuple(p.stem for p in RELEASE_PROPERTIES if p.annotation)
 
 #: release-independent Cell properties
 CELL_PROPERTIES = {
-    "nucleus_id": "nucleus ID (int64), stable across releases; the key",
+    "dataset": "the dataset (datastack) the cell belongs to; with nucleus_id, the key",
+    "nucleus_id": "nucleus ID (int64), stable across releases, unique within its dataset",
     "position": "cartesian-3d point, nm",
     "volume": "nucleus volume, um^3 (null when unknown)",
     "releases": "the versions the cell is in",
@@ -113,6 +115,29 @@ def display_label(cell_type: str | None, classification_system: str | None) -> s
         if cell_type in types:
             return label
     return None
+
+
+#: A release belongs to one *dataset* (a CAVE datastack name such as ``minnie65_public`` or
+#: ``pinky100``); a cell is keyed by (dataset, nucleus_id), so two datasets never share a cell.
+#: Loads and queries that name none use DEFAULT_DATASET (``CGRAPH_DATASET`` changes it).
+DEFAULT_DATASET = "default"
+_DATASET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def check_dataset(name: object) -> str:
+    """A dataset name: 1-64 letters, digits, ``_``, ``.`` or ``-``."""
+    if not isinstance(name, str) or not 1 <= len(name) <= 64 or not set(name) <= _DATASET_CHARS:
+        raise BadRequest(
+            f"dataset must be 1-64 letters, digits, '_', '.' or '-' (a datastack name such as "
+            f"minnie65_public), got {name!r}"
+        )
+    return name
+
+
+def default_dataset() -> str:
+    """The dataset of loads and queries that name none: ``CGRAPH_DATASET``, else
+    :data:`DEFAULT_DATASET`."""
+    return check_dataset(os.environ.get("CGRAPH_DATASET") or DEFAULT_DATASET)
 
 
 def check_version(version: object) -> int:

@@ -54,7 +54,15 @@ from graph import server
 from graph.driver import AsyncDatabase, Database
 from graph.schema import ensure_release_schema, ensure_schema
 from graph.settings import ConnectionSettings, ServerSettings
-from snapshot.layout import CELL_SCHEMA, CELLS, EDGE_SCHEMA, EDGES, Snapshot, SnapshotError
+from snapshot.layout import (
+    CELL_SCHEMA,
+    CELLS,
+    EDGE_SCHEMA,
+    EDGES,
+    Snapshot,
+    SnapshotError,
+    snapshot_dataset,
+)
 
 WORK_DIR = "import-work"
 BACKUP_PREFIX = server.BULK_BACKUP_PREFIX
@@ -189,16 +197,67 @@ def _labels(per_version: list[tuple[pa.Array, pa.Array]], n: int) -> pa.Array:
     return pa.array([CELL_LABEL if lb is None else f"{CELL_LABEL};{lb}" for lb in labels])
 
 
+@dataclass(frozen=True)
+class CellKeys:
+    """How an edge's nucleus IDs become the import IDs of its cells. One dataset: the nucleus
+    ID itself (``ids`` None). Several: cells of dataset d are rows ``offset[d] + i`` for its
+    sorted nucleus IDs ``ids[d]``."""
+
+    ids: Mapping[str, np.ndarray] | None = None
+    offset: Mapping[str, int] = field(default_factory=dict)
+
+    def of(self, dataset: str, nucleus_ids: pa.Array) -> pa.Array:
+        if self.ids is None:
+            return nucleus_ids
+        own = self.ids[dataset]
+        return pa.array(np.searchsorted(own, nucleus_ids.to_numpy()) + self.offset[dataset],
+                        pa.int64())  # fmt: skip
+
+
 def cells_table(snapshots: Sequence[Snapshot]) -> pa.Table:
-    """One row per nucleus over all snapshots, columns named by their neo4j-admin headers."""
+    """One row per (dataset, nucleus ID) over all snapshots, columns named by their neo4j-admin
+    headers."""
+    return cells_and_keys(snapshots)[0]
+
+
+def cells_and_keys(snapshots: Sequence[Snapshot]) -> tuple[pa.Table, CellKeys]:
     snaps = _sorted_snapshots(snapshots)
+    datasets = sorted({snapshot_dataset(s) for s in snaps})
+    parts: list[pa.Table] = []
+    offsets: dict[str, int] = {}
+    id_sets: dict[str, np.ndarray] = {}
+    for ds in datasets:
+        mine = [s for s in snaps if snapshot_dataset(s) == ds]
+        part = _dataset_cells(mine, ds)
+        offsets[ds] = sum(p.num_rows for p in parts)
+        id_sets[ds] = part["nucleus_id:long"].to_numpy()
+        parts.append(part)
+    names: list[str] = []  # every part's columns, in first-seen order (absent: null)
+    for part in parts:
+        names += [n for n in part.column_names if n not in names and n != ":LABEL"]
+    names.append(":LABEL")
+    table = pa.concat_tables([part.select([n for n in names if n in part.column_names])
+                              for part in parts], promote_options="default")  # fmt: skip
+    table = table.select(names)
+    if len(datasets) <= 1:  # the nucleus ID is the import ID (and the stored property)
+        table = table.rename_columns(
+            [f"nucleus_id:ID({CELL_LABEL}){{id-type:long}}" if n == "nucleus_id:long" else n
+             for n in table.column_names])  # fmt: skip
+        return table, CellKeys()
+    ids = pa.array(np.arange(table.num_rows, dtype=np.int64))
+    table = table.add_column(0, f":ID({CELL_LABEL}){{id-type:long}}", ids)
+    return table, CellKeys(ids=id_sets, offset=offsets)
+
+
+def _dataset_cells(snaps: Sequence[Snapshot], dataset: str) -> pa.Table:
     tables = [_read_cells(s) for s in snaps]
     stacked = pa.concat_tables([t.select(["nucleus_id", "x", "y", "z", "volume"]) for t in tables])
     # np.unique's first index = the lowest version that has the cell (stacked ascending)
     ids, first = np.unique(stacked["nucleus_id"].to_numpy(), return_index=True)
     base = stacked.take(pa.array(first))
     cols: dict[str, pa.Array | pa.ChunkedArray] = {
-        f"nucleus_id:ID({CELL_LABEL}){{id-type:long}}": pa.array(ids, pa.int64()),
+        "nucleus_id:long": pa.array(ids, pa.int64()),
+        "dataset:string": pa.array([dataset] * len(ids), pa.string()),
         "position:point{crs:cartesian-3d}": _point(base["x"], base["y"], base["z"]),
         "volume:double": base["volume"],
     }
@@ -234,6 +293,7 @@ def releases_table(snapshots: Sequence[Snapshot], started_at: datetime) -> pa.Ta
         "status:string": [LOADING] * len(snaps),
         "started_at:datetime": [_iso(started_at)] * len(snaps),
         "snapshot:string": [s.digest for s in snaps],
+        "dataset:string": [snapshot_dataset(s) for s in snaps],
         "slot:long": [0] * len(snaps),  # a fresh store: every release in slot 0
     }
     for k in keys:
@@ -270,8 +330,13 @@ def _edge_batches(snap: Snapshot) -> Iterator[pa.RecordBatch]:
             yield _as_edge_batch(batch)
 
 
-def write_edges_csv(snap: Snapshot, header: Path, data: Path, *, progress: bool = False) -> int:
-    """The snapshot's edges as a header file and a data file, streamed batch by batch."""
+def write_edges_csv(
+    snap: Snapshot, header: Path, data: Path, *, progress: bool = False,
+    keys: CellKeys = CellKeys(),  # noqa: B008 - frozen, shared safely
+) -> int:  # fmt: skip
+    """The snapshot's edges as a header file and a data file, streamed batch by batch (the
+    cells' import IDs from ``keys``)."""
+    ds = snapshot_dataset(snap)
     header.write_text(EDGE_HEADER + "\n")
     rows = 0
     options = pacsv.WriteOptions(include_header=False)
@@ -280,6 +345,10 @@ def write_edges_csv(snap: Snapshot, header: Path, data: Path, *, progress: bool 
         pacsv.CSVWriter(sink, EDGE_SCHEMA, write_options=options) as w,
     ):
         for batch in _edge_batches(snap):
+            if keys.ids is not None:
+                batch = pa.RecordBatch.from_arrays(
+                    [keys.of(ds, batch.column(0)), keys.of(ds, batch.column(1)),
+                     batch.column(2), batch.column(3)], schema=EDGE_SCHEMA)  # fmt: skip
             w.write_batch(batch)
             rows += batch.num_rows
             if progress and rows % (16 * EDGE_BATCH) < batch.num_rows:
@@ -298,7 +367,7 @@ def write_import_files(
     memory), releases, and one relationship header + data file per release (streamed)."""
     snaps = _sorted_snapshots(snapshots)
     work.mkdir(parents=True, exist_ok=True)
-    cells = cells_table(snaps)
+    cells, keys = cells_and_keys(snaps)
     cells_csv, releases_csv = work / "cells.csv", work / "releases.csv"
     _write_table(cells, cells_csv)
     _write_table(releases_table(snaps, started_at or datetime.now(UTC)), releases_csv)
@@ -306,7 +375,7 @@ def write_import_files(
     for snap in snaps:
         name = rel_type(snap.version)
         header, data = work / f"{name}.header.csv", work / f"{name}.csv"
-        edges[snap.version] = write_edges_csv(snap, header, data, progress=progress)
+        edges[snap.version] = write_edges_csv(snap, header, data, progress=progress, keys=keys)
         rels.append((name, header, data))
     release_cells = {s.version: pq.read_metadata(s.file(CELLS)).num_rows for s in snaps}
     return ImportFiles(work, cells_csv, releases_csv, tuple(rels), cells.num_rows,

@@ -25,7 +25,14 @@ from typing import Any
 
 from core.criteria import CellCriteria
 from core.errors import CGraphError
-from core.model import RELEASE_PROPERTIES, check_version, prop, rel_type
+from core.model import (
+    RELEASE_PROPERTIES,
+    check_dataset,
+    check_version,
+    default_dataset,
+    prop,
+    rel_type,
+)
 from graph.driver import AsyncDatabase
 from graph.releases import gate
 
@@ -76,6 +83,16 @@ class CellRecord:
                 if value is not None:
                     props[prop(p.stem, v)] = value
         return cls(nucleus_id=int(node["nucleus_id"]), props=props)
+
+    @property
+    def dataset(self) -> str:
+        """The dataset the cell belongs to (a partial record without it: the default)."""
+        return str(self.props.get("dataset") or default_dataset())
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """(dataset, nucleus_id): what identifies a cell."""
+        return (self.dataset, self.nucleus_id)
 
     @property
     def position(self) -> tuple[float, float, float] | None:
@@ -202,8 +219,8 @@ CALL () {
   RETURN collect(r.version) AS complete, collect(coalesce(r.slot, 0)) AS slots
 }
 CALL () {
-  UNWIND $ids AS id
-  MATCH (c:Cell {nucleus_id: id}) WHERE size(c.releases) > 0
+  UNWIND $keys AS k
+  MATCH (c:Cell {dataset: k[0], nucleus_id: k[1]}) WHERE size(c.releases) > 0
   RETURN collect(properties(c)) AS cells
 }
 RETURN complete, slots, cells
@@ -211,15 +228,18 @@ RETURN complete, slots, cells
 
 
 async def get_cells(
-    adb: AsyncDatabase, nucleus_ids: Sequence[int]
+    adb: AsyncDatabase, keys: Sequence[tuple[str, int]]
 ) -> tuple[list[CellRecord | None], list[int]]:
-    """Cells by nucleus ID, in the order asked (None for an ID with no cell), and the versions
-    of the complete releases at the time (so that per-release fields need no second query).
-    A cell that only a running load has written (in no release yet) is not there."""
-    (row,) = await _read(adb, GET_CELLS, {"ids": list(nucleus_ids)})
+    """Cells by (dataset, nucleus ID), in the order asked (None for a key with no cell), and
+    the versions of the complete releases at the time (so that per-release fields need no
+    second query). A cell that only a running load has written (in no release yet) is not
+    there."""
+    asked = [(check_dataset(d), int(n)) for d, n in keys]
+    (row,) = await _read(adb, GET_CELLS, {"keys": [list(k) for k in asked]})
     slots = dict(zip(map(int, row["complete"]), map(int, row["slots"]), strict=True))
-    found = {int(c["nucleus_id"]): CellRecord.from_props(c, slots) for c in row["cells"]}
-    return [found.get(i) for i in nucleus_ids], [int(v) for v in row["complete"]]
+    records = [CellRecord.from_props(c, slots) for c in row["cells"]]
+    found = {r.key: r for r in records}
+    return [found.get(k) for k in asked], [int(v) for v in row["complete"]]
 
 
 def cells_by_root_cypher(version: int, slot: int = 0) -> str:
@@ -339,7 +359,7 @@ def partners_cypher(version: int, direction: Direction, order: PartnerOrder, slo
     Parameters: versions, nucleus_id, min_synapses, min_size, the partner criteria (p_*),
     first, after_key,
     after_id (both null for the first page).
-    A page row is [key, nucleus_id, root_id, cell_type, synapses, size].
+    A page row is [key, nucleus_id, root_id, cell_type, synapses, size, dataset].
     """
     key, sort, before = _SORT_KEY[order]
     root, ctype = prop("root_id", version, slot), prop("cell_type", version, slot)
@@ -347,7 +367,7 @@ def partners_cypher(version: int, direction: Direction, order: PartnerOrder, slo
         GUARD
         + f"""
 CALL (ok) {{
-  MATCH (c:Cell {{nucleus_id: $nucleus_id}}) WHERE ok
+  MATCH (c:Cell {{nucleus_id: $nucleus_id}}) WHERE ok AND c.{root} IS NOT NULL
   MATCH {_pattern(version, direction, slot)}
   WHERE e.synapses >= $min_synapses
     AND ($min_size IS NULL OR e.size >= $min_size)
@@ -359,7 +379,7 @@ CALL (ok) {{
               OR (x.k = $after_key AND x.p.nucleus_id > $after_id)] AS rest
   RETURN size(rows) AS total, size(rest) > $first AS has_next,
          [x IN rest[0..$first] | [x.k, x.p.nucleus_id, x.p.{root}, x.p.{ctype},
-           x.e.synapses, x.e.size]] AS page
+           x.e.synapses, x.e.size, x.p.dataset]] AS page
 }}
 RETURN statuses, slots, total, has_next, page
 """
@@ -372,14 +392,19 @@ def _partners(rows: Sequence[Sequence[Any]], version: int) -> list[Partner]:
         Partner(
             cell=CellRecord(
                 nucleus_id=int(nucleus_id),
-                props={"nucleus_id": nucleus_id, root: root_id, ctype: cell_type},
+                props={
+                    "nucleus_id": nucleus_id,
+                    root: root_id,
+                    ctype: cell_type,
+                    "dataset": dataset,
+                },
                 complete=False,
             ),
             synapses=int(synapses),
             size=None if size is None else int(size),
             key=key,
         )
-        for key, nucleus_id, root_id, cell_type, synapses, size in rows
+        for key, nucleus_id, root_id, cell_type, synapses, size, dataset in rows
     ]
 
 
@@ -429,7 +454,7 @@ def diff_cypher(
         GUARD
         + f"""
 CALL (ok) {{
-  OPTIONAL MATCH (c:Cell {{nucleus_id: $nucleus_id}}) WHERE ok
+  OPTIONAL MATCH (c:Cell {{dataset: $dataset, nucleus_id: $nucleus_id}}) WHERE ok
   CALL (c) {{
     MATCH {_pattern(from_version, direction, from_slot)}
     RETURN collect({{id: p.nucleus_id, n: e.synapses, p: properties(p)}}) AS before
@@ -454,14 +479,16 @@ def _change(before: int, after: int) -> Change:
 
 
 async def diff_partners(
-    adb: AsyncDatabase, nucleus_id: int, from_version: int, to_version: int, direction: Direction
-) -> list[PartnerChange]:
-    """Partners of a cell in either release, by nucleus ID, with synapse counts before/after."""
+    adb: AsyncDatabase, nucleus_id: int, from_version: int, to_version: int, direction: Direction,
+    dataset: str | None = None,
+) -> list[PartnerChange]:  # fmt: skip
+    """Partners of a cell of ``dataset`` (default: the default one) in either release, by
+    nucleus ID, with synapse counts before/after."""
     row, slots = await _guarded(
         adb,
         lambda a, b: diff_cypher(from_version, to_version, direction, a, b),
         [from_version, to_version],
-        {"nucleus_id": nucleus_id},
+        {"nucleus_id": nucleus_id, "dataset": check_dataset(dataset or default_dataset())},
     )
     before = {int(x["id"]): int(x["n"]) for x in row["before"] or ()}
     after = {int(x["id"]): int(x["n"]) for x in row["after"] or ()}

@@ -35,6 +35,7 @@ from core.errors import (
     BadRequest,
     CGraphError,
     ClaimLost,
+    DatasetMismatch,
     LoadInProgress,
     ReleaseExists,
     ReleaseNotReady,
@@ -44,6 +45,7 @@ from core.model import (
     CLASS_OF_SYSTEM,
     CLASS_OF_TYPE,
     COMPLETE,
+    DEFAULT_DATASET,
     DISPLAY_LABELS,
     DROPPING,
     FAILED,
@@ -53,12 +55,13 @@ from core.model import (
     SLOTS,
     check_slot,
     check_version,
+    default_dataset,
     prop,
     rel_type,
 )
 from graph.driver import AsyncDatabase
 from graph.schema import drop_release_schema, ensure_release_schema, ensure_schema
-from snapshot.layout import CELLS, EDGES, Snapshot, SnapshotError
+from snapshot.layout import CELLS, EDGES, Snapshot, SnapshotError, snapshot_dataset
 
 __all__ = ["COMPLETE", "FAILED", "LOADING", "ReleaseExists", "ReleaseInfo"]
 
@@ -78,6 +81,7 @@ class ReleaseInfo:
     counts: Mapping[str, int] = field(default_factory=dict)
     snapshot: str | None = None  # digest of the snapshot it was written from
     slot: int = 0  # where its graph lives (core.model.SLOTS); a replace writes the other one
+    dataset: str = DEFAULT_DATASET  # the dataset (datastack) the release belongs to
 
     @classmethod
     def from_node(cls, node: Mapping[str, Any]) -> ReleaseInfo:
@@ -89,6 +93,7 @@ class ReleaseInfo:
             counts={k: int(node[k]) for k in RELEASE_COUNT_KEYS if node.get(k) is not None},
             snapshot=node.get("snapshot"),
             slot=int(node.get("slot") or 0),
+            dataset=str(node.get("dataset") or default_dataset()),
         )
 
 
@@ -204,6 +209,7 @@ class Claim:
     """This process's claim on one release version (``token`` is unguessable and unique)."""
 
     version: int
+    dataset: str | None = None  # the dataset the load writes (None: a drop, any dataset)
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
@@ -255,6 +261,9 @@ async def claim(adb: AsyncDatabase, c: Claim, *, replace: bool) -> bool:
         held = props.get("claim")
         if held is not None and held != c.token and not c.is_stale(props, age):
             raise LoadInProgress(c.version, str(props.get("claim_holder")), float(age))
+        has = props.get("dataset")
+        if c.dataset is not None and has is not None and has != c.dataset:
+            raise DatasetMismatch(c.version, str(has), c.dataset)
         if props.get("status") == COMPLETE and not replace and held != c.token:
             raise ReleaseExists(c.version)
         await tx.run(SET_CLAIM, {"version": c.version, "token": c.token, "holder": c.holder,
@@ -323,7 +332,7 @@ WITH r, r.status = $complete AS serving
 SET r.writing_slot = $slot, r.write_started_at = datetime(), r.claim_heartbeat = datetime()
 FOREACH (_ IN CASE WHEN serving THEN [] ELSE [1] END |
   SET r = {version: $version, status: $loading, timestamp: $timestamp, started_at: datetime(),
-           slot: $slot, writing_slot: $slot, write_started_at: datetime(),
+           dataset: $dataset, slot: $slot, writing_slot: $slot, write_started_at: datetime(),
            claim: r.claim, claim_holder: r.claim_holder, claim_host: r.claim_host,
            claim_pid: r.claim_pid, claim_heartbeat: datetime()})
 RETURN count(r) AS n
@@ -342,12 +351,13 @@ async def begin_load(
     None); returns the claim and the slot written (:func:`target_slot`). A complete release
     (``replace``) stays complete and served while the other slot is written; anything else
     becomes `loading`. What an earlier attempt left in the slot is cleared first."""
-    c = claim_of or Claim(check_version(version))
+    c = claim_of or Claim(check_version(version), dataset=default_dataset())
     await claim(adb, c, replace=replace)
     slot = target_slot(await get_release(adb, version))
     (row,) = await adb.write(BEGIN, {"version": version, "loading": LOADING,
                                      "complete": COMPLETE, "timestamp": timestamp,
-                                     "token": c.token, "slot": slot})  # fmt: skip
+                                     "token": c.token, "slot": slot,
+                                     "dataset": c.dataset or default_dataset()})  # fmt: skip
     if int(row["n"]) == 0:
         raise ClaimLost(version, "taken over before the load began")
     await _clear_slot(adb, version, slot)  # an earlier attempt's leftovers
@@ -357,7 +367,7 @@ async def begin_load(
 
 WRITE_CELLS = """
 UNWIND $rows AS row
-MERGE (c:Cell {nucleus_id: row.nucleus_id})
+MERGE (c:Cell {dataset: $dataset, nucleus_id: row.nucleus_id})
   ON CREATE SET c.position = point({x: row.x, y: row.y, z: row.z}), c.volume = row.volume,
                 c.releases = []
 SET c += row.props,
@@ -367,11 +377,14 @@ SET c += row.props,
 
 
 async def write_cells(
-    adb: AsyncDatabase, version: int, rows: list[dict[str, Any]], slot: int = 0
-) -> int:
+    adb: AsyncDatabase, version: int, rows: list[dict[str, Any]], slot: int = 0,
+    dataset: str = DEFAULT_DATASET,
+) -> int:  # fmt: skip
     """rows: {nucleus_id, x, y, z (nm), volume, props: {root_id_vV: ..., cell_type_vV: ...}}
-    (the property names of ``slot``). Cells join the release's ``releases`` at the switch."""
-    await adb.write(WRITE_CELLS, {"rows": rows, "tag": loading_tag(version, slot)})
+    (the property names of ``slot``), cells of ``dataset``. Cells join the release's
+    ``releases`` at the switch."""
+    await adb.write(WRITE_CELLS, {"rows": rows, "tag": loading_tag(version, slot),
+                                  "dataset": dataset})  # fmt: skip
     return len(rows)
 
 
@@ -380,9 +393,9 @@ def write_edges_cypher(version: int, slot: int = 0) -> str:
     (one index seek per presynaptic cell, plain lists instead of maps on the wire)."""
     return f"""
 UNWIND $groups AS g
-MATCH (a:Cell {{nucleus_id: g[0]}})
+MATCH (a:Cell {{dataset: $dataset, nucleus_id: g[0]}})
 UNWIND g[1] AS e
-MATCH (b:Cell {{nucleus_id: e[0]}})
+MATCH (b:Cell {{dataset: $dataset, nucleus_id: e[0]}})
 CREATE (a)-[:{rel_type(version, slot)} {{synapses: e[1], size: e[2]}}]->(b)
 """
 
@@ -405,9 +418,13 @@ def group_edges(
     return groups
 
 
-async def write_edges(adb: AsyncDatabase, version: int, groups: EdgeGroups, slot: int = 0) -> int:
-    """Write edge groups (see :func:`group_edges`); returns the number of edges."""
-    await adb.write(write_edges_cypher(version, slot), {"groups": groups})
+async def write_edges(
+    adb: AsyncDatabase, version: int, groups: EdgeGroups, slot: int = 0,
+    dataset: str = DEFAULT_DATASET,
+) -> int:  # fmt: skip
+    """Write edge groups (see :func:`group_edges`) between cells of ``dataset``; returns the
+    number of edges."""
+    await adb.write(write_edges_cypher(version, slot), {"groups": groups, "dataset": dataset})
     return sum(len(g[1]) for g in groups)
 
 
@@ -670,7 +687,7 @@ async def write_snapshot(
     if not snap.file(EDGES).exists() or not snap.file(CELLS).exists():
         raise SnapshotError(f"snapshot {snap.path} lacks {CELLS} or {EDGES}")
     if claim_of is None:
-        c = Claim(snap.version)
+        c = Claim(snap.version, dataset=snapshot_dataset(snap))
         async with claimed(adb, c, replace=replace):
             await _write_claimed(adb, snap, c, replace, on_cells, on_edges, seconds, on_switch)
     else:
@@ -693,15 +710,18 @@ async def _write_claimed(
     counts = snap.counts
     ts = snap.manifest.get("timestamp")
     timestamp = datetime.fromisoformat(ts) if ts else None
+    ds = snapshot_dataset(snap)
+    if c.dataset is not None and c.dataset != ds:
+        raise DatasetMismatch(v, ds, c.dataset)  # the snapshot was made for another dataset
     t = clock()
     _, slot = await begin_load(adb, v, timestamp, replace=replace, claim_of=c)
     times["begin"] = clock() - t
     try:
         t = clock()
-        await _pipelined(cell_rows(snap, slot=slot), lambda r: write_cells(adb, v, r, slot),
+        await _pipelined(cell_rows(snap, slot=slot), lambda r: write_cells(adb, v, r, slot, ds),
                          on_cells, writers=EDGE_WRITERS)  # fmt: skip
         times["cells"], t = clock() - t, clock()
-        await _pipelined(edge_rows(snap), lambda r: write_edges(adb, v, r, slot), on_edges,
+        await _pipelined(edge_rows(snap), lambda r: write_edges(adb, v, r, slot, ds), on_edges,
                          writers=EDGE_WRITERS)  # fmt: skip
         times["edges"], t = clock() - t, clock()
         release = {k: counts[k] for k in RELEASE_COUNT_KEYS if k in counts}

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from core.model import INDEXED_STEMS, check_version, index_name, prop
+from core.model import INDEXED_STEMS, check_version, default_dataset, index_name, prop
 from graph.driver import AsyncDatabase
 
+#: a cell is keyed by (dataset, nucleus_id); nucleus_id alone is indexed for lookups in a
+#: release (whose relationship type or properties then pick the dataset's cell)
 GLOBAL_SCHEMA = (
-    "CREATE CONSTRAINT cell_nucleus_id IF NOT EXISTS FOR (c:Cell) REQUIRE c.nucleus_id IS UNIQUE",
+    "CREATE CONSTRAINT cell_dataset_nucleus_id IF NOT EXISTS FOR (c:Cell) "
+    "REQUIRE (c.dataset, c.nucleus_id) IS UNIQUE",
+    "CREATE INDEX cell_nucleus_id_lookup IF NOT EXISTS FOR (c:Cell) ON (c.nucleus_id)",
     "CREATE CONSTRAINT release_version IF NOT EXISTS FOR (r:Release) REQUIRE r.version IS UNIQUE",
+)
+#: stores written before datasets: their cells and releases join the default dataset, and the
+#: old one-ID-space constraint goes
+MIGRATE = (
+    "MATCH (c:Cell) WHERE c.dataset IS NULL "
+    "CALL (c) { SET c.dataset = $dataset } IN TRANSACTIONS OF 20000 ROWS",
+    # a release a load began (not the bare node a new load's claim just made)
+    "MATCH (r:Release) WHERE r.dataset IS NULL AND r.started_at IS NOT NULL "
+    "SET r.dataset = $dataset",
+    "DROP CONSTRAINT cell_nucleus_id IF EXISTS",
 )
 AWAIT_INDEXES = "CALL db.awaitIndexes(900)"
 
@@ -22,6 +36,8 @@ def release_schema(version: int, slot: int = 0) -> tuple[str, ...]:
 
 
 async def ensure_schema(adb: AsyncDatabase) -> None:
+    for statement in MIGRATE:
+        await adb.run_autocommit(statement, {"dataset": default_dataset()})
     for statement in GLOBAL_SCHEMA:
         await adb.run_autocommit(statement)
     await adb.run_autocommit(AWAIT_INDEXES)

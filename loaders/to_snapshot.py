@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from core.model import DEFAULT_DATASET, check_dataset
 from loaders.aggregate import AggregatedRelease, prefetch
 from loaders.tables import Cells, Edges, ReleaseData
 from snapshot.layout import CELL_SCHEMA, Snapshot
@@ -64,8 +65,10 @@ def write_release_snapshot(
     on_store: Callable[[int], object] | None = None,  # called with store rows written
     seconds: dict[str, float] | None = None,  # edges, store
     slot: int = 0,  # v{version} or, beside a served one (a replace), v{version}_b
+    dataset: str = DEFAULT_DATASET,
 ) -> Snapshot:
-    """Write ``release`` as the snapshot of ``version`` (atomically) and return it."""
+    """Write ``release`` (of ``dataset``) as the snapshot of ``version`` (atomically) and
+    return it."""
     if isinstance(release, ReleaseData):
         chunks: Any = [release.edges]
         has_size = release.edges.size is not None
@@ -105,6 +108,7 @@ def write_release_snapshot(
             sources=sources,
             timestamp=timestamp,
             extra={
+                "dataset": check_dataset(dataset),
                 "voxel_size_nm": list(voxel_size),
                 "annotations": annotations,
                 "multi_nucleus_roots": {str(k): v for k, v in release.multi_nucleus_roots.items()},

@@ -72,7 +72,7 @@ from typing import Any
 import pyarrow as pa
 
 from core.errors import CGraphError
-from core.model import SLOTS, check_slot, check_version
+from core.model import SLOTS, check_slot, check_version, default_dataset
 
 FORMAT = 2
 MANIFEST = "manifest.json"
@@ -189,6 +189,12 @@ class Snapshot:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+
+def snapshot_dataset(snap: Snapshot) -> str:
+    """The dataset a snapshot's release belongs to (snapshots made before datasets: the
+    default one)."""
+    return str(snap.manifest.get("dataset") or default_dataset())
 
 
 def open_snapshot(version: int, root: Path | None = None, *, digest: str | None = None) -> Snapshot:

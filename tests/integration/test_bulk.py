@@ -141,7 +141,7 @@ def expected_cells(snaps: list[Snapshot]) -> dict[int, dict[str, Any]]:
             r = {k: _value(x) for k, x in row.items()}
             if r["nucleus_id"] not in out:
                 props = {"nucleus_id": r["nucleus_id"], "position": (r["x"], r["y"], r["z"]),
-                         "releases": []}  # fmt: skip
+                         "releases": [], "dataset": "default"}  # fmt: skip
                 if r["volume"] is not None:
                     props["volume"] = r["volume"]
                 out[r["nucleus_id"]] = {"props": props, "type_from": None}
@@ -180,7 +180,7 @@ def expected_releases(snaps: list[Snapshot]) -> dict[int, dict[str, Any]]:
     for s in snaps:
         raw = (s.path / "manifest.json").read_bytes()
         m = json.loads(raw)
-        props = {"version": m["version"], "status": "complete", "slot": 0,
+        props = {"version": m["version"], "status": "complete", "slot": 0, "dataset": "default",
                  "snapshot": hashlib.sha256(raw).hexdigest(), **m["counts"]}  # fmt: skip
         if m["timestamp"]:
             props["timestamp"] = pd.Timestamp(m["timestamp"]).to_pydatetime()
@@ -215,7 +215,7 @@ def assert_holds(conn: ConnectionSettings, snaps: list[Snapshot]) -> None:
         if "timestamp" in props:
             props["timestamp"] = props["timestamp"].to_native()
         assert typed(props) == typed(want_rel[v]), v
-    want_indexes = {"cell_nucleus_id", "release_version"} | {
+    want_indexes = {"cell_dataset_nucleus_id", "cell_nucleus_id_lookup", "release_version"} | {
         f"cell_{stem}_v{s.version}" for s in snaps for stem in ("root_id", "cell_type")
     }
     assert want_indexes <= set(got["indexes"])

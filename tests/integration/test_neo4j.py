@@ -31,9 +31,13 @@ def test_schema_is_idempotent(db: Database) -> None:
     db.call(ensure_release_schema, 990001)
     db.call(ensure_release_schema, 990001)
     names = {r["name"] for r in db.read("SHOW INDEXES YIELD name RETURN name")}
-    assert {"cell_nucleus_id", "release_version", "cell_root_id_v990001"} <= names
-    constraints = db.read("SHOW CONSTRAINTS YIELD name, type RETURN name, type")
-    assert {"name": "cell_nucleus_id", "type": "UNIQUENESS"} in constraints
+    assert {"cell_dataset_nucleus_id", "cell_nucleus_id_lookup", "release_version",
+            "cell_root_id_v990001"} <= names  # fmt: skip
+    constraints = db.read("SHOW CONSTRAINTS YIELD name, type, properties "
+                          "RETURN name, type, properties")  # fmt: skip
+    assert {"name": "cell_dataset_nucleus_id", "type": "UNIQUENESS",
+            "properties": ["dataset", "nucleus_id"]} in constraints  # fmt: skip
+    assert "cell_nucleus_id" not in {c["name"] for c in constraints}  # one ID space no more
 
     async def explain() -> object:
         async with db.adb.driver.session(database=db.name) as s:
