@@ -304,6 +304,25 @@ class ConnectomeClient:
         ]
         return pd.DataFrame(rows, columns=columns)
 
+    def shortest_paths(
+        self, version: int, from_nucleus_id: int, to_nucleus_id: int, *, min_synapses: int = 1,
+        max_length: int = 4, first: int = 10,
+    ) -> pd.DataFrame:  # fmt: skip
+        """Every shortest directed path between two cells of a release (``shortestPaths``), as
+        a long DataFrame: one row per cell of each path (``path``, ``step``, ``nucleus_id``,
+        ``synapses``: of the edge into that cell, 0 for the first)."""
+        data = self.query(
+            """query($v: Int!, $a: Int!, $b: Int!, $m: Int!, $l: Int!, $f: Int!) {
+              shortestPaths(version: $v, fromNucleusId: $a, toNucleusId: $b, minSynapses: $m,
+                            maxLength: $l, first: $f) { synapses cells { nucleusId } } }""",
+            v=int(version), a=int(from_nucleus_id), b=int(to_nucleus_id), m=int(min_synapses),
+            l=int(max_length), f=int(first),
+        )  # fmt: skip
+        rows = [(i, k, c["nucleusId"], 0 if k == 0 else p["synapses"][k - 1])
+                for i, p in enumerate(data["shortestPaths"])
+                for k, c in enumerate(p["cells"])]  # fmt: skip
+        return pd.DataFrame(rows, columns=["path", "step", "nucleus_id", "synapses"])
+
     def type_connectivity(
         self,
         version: int,

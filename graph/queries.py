@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Any
 
 from core.criteria import CellCriteria
-from core.errors import CGraphError
+from core.errors import BadRequest, CGraphError
 from core.model import (
     RELEASE_PROPERTIES,
     check_dataset,
@@ -502,3 +502,63 @@ async def diff_partners(
         )
         for i in sorted(props)
     ]
+
+
+# --------------------------------------------------------------------------- paths
+
+MAX_PATH_LENGTH = 6
+
+
+def shortest_paths_cypher(version: int, max_length: int, slot: int = 0) -> str:
+    """Guarded: every shortest directed path (fewest edges, at most ``max_length``) from cell
+    $from_id to cell $to_id in the release over edges of at least $min_synapses synapses, in
+    the order of their cells' nucleus IDs, the first $first. ``max_length`` is a checked int."""
+    root, rel = prop("root_id", version, slot), rel_type(version, slot)
+    if not 1 <= int(max_length) <= MAX_PATH_LENGTH:
+        raise BadRequest(f"maxLength must be between 1 and {MAX_PATH_LENGTH}, got {max_length}")
+    return (
+        GUARD
+        + f"""
+CALL (ok) {{
+  OPTIONAL MATCH (a:Cell {{nucleus_id: $from_id}}) WHERE ok AND a.{root} IS NOT NULL
+  OPTIONAL MATCH (b:Cell {{nucleus_id: $to_id}}) WHERE ok AND b.{root} IS NOT NULL
+  CALL (a, b) {{
+    WITH a, b WHERE a IS NOT NULL AND b IS NOT NULL AND a <> b
+    MATCH p = allShortestPaths((a)-[:{rel}*1..{int(max_length)}]->(b))
+    WHERE all(r IN relationships(p) WHERE r.synapses >= $min_synapses)
+    WITH p ORDER BY [n IN nodes(p) | n.nucleus_id] LIMIT $first
+    RETURN collect([[n IN nodes(p) | properties(n)],
+                    [r IN relationships(p) | r.synapses]]) AS paths
+  }}
+  RETURN a IS NOT NULL AS has_from, b IS NOT NULL AS has_to, paths
+}}
+RETURN statuses, slots, has_from, has_to, paths
+"""
+    )
+
+
+@dataclass(frozen=True)
+class Path:
+    cells: list[CellRecord]
+    synapses: list[int]  # per edge along the path
+
+
+async def shortest_paths(
+    adb: AsyncDatabase, version: int, from_id: int, to_id: int, *, min_synapses: int = 1,
+    max_length: int = 4, first: int = 10,
+) -> list[Path]:  # fmt: skip
+    """Shortest paths between two cells of a release (see :func:`shortest_paths_cypher`); a
+    cell not in the release answers BAD_REQUEST naming it; none within ``max_length``: []."""
+    if min_synapses < 1:
+        raise BadRequest(f"minSynapses must be >= 1, got {min_synapses}")
+    if not 1 <= first <= 1000:
+        raise BadRequest(f"first must be between 1 and 1000, got {first}")
+    row, slots = await _guarded(
+        adb, lambda s: shortest_paths_cypher(version, max_length, s), [version],
+        {"from_id": from_id, "to_id": to_id, "min_synapses": min_synapses, "first": first},
+    )  # fmt: skip
+    for ok, n in ((row["has_from"], from_id), (row["has_to"], to_id)):
+        if not ok:
+            raise BadRequest(f"cell {n} is not in release {version}")
+    return [Path([CellRecord.from_props(c, slots) for c in cells], [int(x) for x in syn])
+            for cells, syn in row["paths"] or ()]  # fmt: skip
