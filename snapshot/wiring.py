@@ -73,10 +73,11 @@ def wiring_sql(
         GROUP BY pc.t, qc.t
     )
     SELECT e.pre_type, e.post_type, e.edges, e.synapses::BIGINT AS synapses,
-           e.size::HUGEINT AS size, n1.cells AS pre_cells, n2.cells AS post_cells,
+           e.size::BIGINT AS size, n1.cells AS pre_cells, n2.cells AS post_cells,
            (CASE WHEN e.pre_type IS NOT DISTINCT FROM e.post_type
                  THEN n1.cells * (n1.cells - 1) ELSE n1.cells * n2.cells END)::BIGINT
-               AS possible_pairs
+               AS possible_pairs,
+           e.edges / NULLIF(possible_pairs, 0) AS probability
     FROM e
     JOIN n n1 ON e.pre_type IS NOT DISTINCT FROM n1.t
     JOIN n n2 ON e.post_type IS NOT DISTINCT FROM n2.t
@@ -92,16 +93,4 @@ def type_connectivity(
     """The release's type x type wiring as an Arrow table (:data:`COLUMNS`); QueryTimeout past
     ``seconds`` (default ``CGRAPH_QUERY_TIMEOUT``)."""
     sql, params = wiring_sql(snap, classification, min_synapses, bounding_box)
-    t = run(sql, params, seconds=seconds)
-    pairs = t.column("possible_pairs").to_pylist()
-    edges = t.column("edges").to_pylist()
-    prob = pa.array([e / p if p else None for e, p in zip(edges, pairs, strict=True)],
-                    type=pa.float64())  # fmt: skip
-    size = pa.array([None if s is None else int(s) for s in t.column("size").to_pylist()],
-                    type=pa.int64() if _fits(t) else pa.float64())  # fmt: skip
-    t = t.set_column(t.schema.get_field_index("size"), "size", size)
-    return t.append_column("probability", prob).select(list(COLUMNS))
-
-
-def _fits(t: pa.Table) -> bool:
-    return all(s is None or -(2**63) <= int(s) < 2**63 for s in t.column("size").to_pylist())
+    return run(sql, params, seconds=seconds).select(list(COLUMNS))
