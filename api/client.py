@@ -16,6 +16,8 @@ integers); every page is fetched for you. A server error raises a subclass of
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -121,14 +123,50 @@ def _int64(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return frame
 
 
+def merge_provenance(seen: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """One provenance for answers of several requests: the software of the first, every
+    distinct release (by version and snapshot) in version order."""
+    got = [p for p in seen if p]
+    if not got:
+        return None
+    releases: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for p in got:
+        for r in p.get("releases") or []:
+            releases.setdefault((r.get("version"), r.get("snapshot")), r)
+    ordered = sorted(
+        releases.values(), key=lambda r: (r.get("version") or 0, str(r.get("snapshot")))
+    )
+    return {"software": got[0].get("software"), "releases": ordered}
+
+
+def _attach(method: Any) -> Any:
+    """A DataFrame-returning client method: its frame's ``.attrs["provenance"]`` names the
+    releases and software of every GraphQL answer it was built from."""
+
+    @functools.wraps(method)
+    def wrapper(self: ConnectomeClient, *args: Any, **kwargs: Any) -> Any:
+        with self._provenance() as seen:
+            out = method(self, *args, **kwargs)
+        if isinstance(out, pd.DataFrame) and (merged := merge_provenance(seen)) is not None:
+            out.attrs["provenance"] = merged
+        return out
+
+    return wrapper
+
+
 class ConnectomeClient:
-    """A connection to one connectome-graph server."""
+    """A connection to one connectome-graph server. Every DataFrame it returns carries the
+    answer's provenance (software, releases read with their snapshot digests) in
+    ``.attrs["provenance"]``; Arrow tables carry it as schema metadata ``cgraph.provenance``."""
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 120.0) -> None:
         base = url.rstrip("/")
         self.url = base if base.endswith("/graphql") else base + "/graphql"
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(headers=headers, timeout=timeout)
+        #: ``extensions.provenance`` of the last GraphQL answer (software, releases read)
+        self.last_provenance: dict[str, Any] | None = None
+        self._tracking: list[list[dict[str, Any]]] = []
 
     def close(self) -> None:
         self._http.close()
@@ -157,10 +195,25 @@ class ConnectomeClient:
             cls = _BY_CODE.get(code, ApiError)
             raise cls(first.get("message", "error"), code, first.get("path"))
         response.raise_for_status()
+        self.last_provenance = (body.get("extensions") or {}).get("provenance")
+        if self.last_provenance is not None:
+            for seen in self._tracking:
+                seen.append(self.last_provenance)
         data: dict[str, Any] = body["data"]
         return data
 
+    @contextlib.contextmanager
+    def _provenance(self) -> Iterator[list[dict[str, Any]]]:
+        """Collects the provenance of every query run inside the block."""
+        seen: list[dict[str, Any]] = []
+        self._tracking.append(seen)
+        try:
+            yield seen
+        finally:
+            self._tracking.remove(seen)
+
     # ------------------------------------------------------------------ releases and cells
+    @_attach
     def releases(self) -> pd.DataFrame:
         data = self.query(
             "{ releases { version dataset status timestamp cells edges synapses synapsesTotal } }"
@@ -172,6 +225,7 @@ class ConnectomeClient:
             frame = frame.rename(columns={"synapsesTotal": "synapses_total"})
         return frame
 
+    @_attach
     def cell(self, nucleus_id: int, dataset: str | None = None) -> pd.DataFrame:
         """One row per release the cell is part of (root IDs change, nucleus IDs do not); a
         nucleus ID is unique within its ``dataset`` (default: the server's default)."""
@@ -191,6 +245,7 @@ class ConnectomeClient:
             rows.append({**got["cell"], "version": v})
         return self._cells_frame(rows)
 
+    @_attach
     def cell_by_root_id(self, root_id: int | str, version: int) -> pd.DataFrame:
         """The cell(s) on a root ID in a release (several when the root is a merge)."""
         data = self.query(
@@ -215,6 +270,62 @@ class ConnectomeClient:
                 "out_synapses": r["outSynapses"], "in_synapses": r["inSynapses"],
             })  # fmt: skip
         return _int64(pd.DataFrame(out, columns=columns), "root_id")
+
+    # ------------------------------------------------------------------ space
+    @_attach
+    def cells_in_box(
+        self, version: int, min: Sequence[float], max: Sequence[float], unit: str = "nm", *,
+        cell_type: str | None = None, is_neuron: bool | None = None,
+    ) -> pd.DataFrame:  # fmt: skip
+        """Cells whose nucleus lies in the box (inclusive; ``unit`` "nm" or "voxels"), every
+        page, in nucleus-ID order: the columns of :meth:`cell`."""
+        rows: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            data = self.query(
+                f"""query($v: Int!, $lo: [Float!]!, $hi: [Float!]!, $u: Unit!, $t: String,
+                          $n: Boolean, $f: Int!, $after: String) {{
+                  cellsInBox(version: $v, min: $lo, max: $hi, unit: $u, cellType: $t,
+                             isNeuron: $n, first: $f, after: $after) {{
+                    nodes {{ {CELL_FIELDS} }} pageInfo {{ hasNextPage endCursor }} }} }}""",
+                v=int(version), lo=[float(x) for x in min], hi=[float(x) for x in max],
+                u=unit.upper(), t=cell_type, n=is_neuron, f=PAGE, after=after,
+            )["cellsInBox"]  # fmt: skip
+            rows += [{**c, "version": int(version)} for c in data["nodes"]]
+            if not data["pageInfo"]["hasNextPage"]:
+                break
+            after = data["pageInfo"]["endCursor"]
+        return self._cells_frame(rows)
+
+    @_attach
+    def nearest_cells(
+        self, version: int, point: Sequence[float], k: int = 10, unit: str = "nm", *,
+        max_distance: float | None = None, cell_type: str | None = None,
+        is_neuron: bool | None = None,
+    ) -> pd.DataFrame:  # fmt: skip
+        """The ``k`` cells nearest ``point``, nearest first: the columns of :meth:`cell` plus
+        ``distance`` (nm)."""
+        data = self.query(
+            f"""query($v: Int!, $p: [Float!]!, $k: Int!, $u: Unit!, $d: Float, $t: String,
+                      $n: Boolean) {{
+              nearestCells(version: $v, point: $p, k: $k, unit: $u, maxDistance: $d,
+                           cellType: $t, isNeuron: $n) {{ distance cell {{ {CELL_FIELDS} }} }} }}""",
+            v=int(version), p=[float(x) for x in point], k=int(k), u=unit.upper(),
+            d=max_distance, t=cell_type, n=is_neuron,
+        )["nearestCells"]  # fmt: skip
+        frame = self._cells_frame([{**c["cell"], "version": int(version)} for c in data])
+        frame["distance"] = [float(c["distance"]) for c in data]
+        return frame
+
+    def neuroglancer_url(self, version: int, nucleus_ids: int | Iterable[int],
+                         dataset: str | None = None) -> str:  # fmt: skip
+        """A Neuroglancer link to these cells in a release (their root IDs selected)."""
+        ids = [int(nucleus_ids)] if isinstance(nucleus_ids, int) else [int(n) for n in nucleus_ids]
+        data = self.query(
+            "query($v: Int!, $n: [Int!]!, $d: String) { neuroglancerUrl(version: $v, "
+            "nucleusIds: $n, dataset: $d) }", v=int(version), n=ids, d=dataset,
+        )  # fmt: skip
+        return str(data["neuroglancerUrl"])
 
     # ------------------------------------------------------------------ partners
     def _pages(
@@ -247,6 +358,7 @@ class ConnectomeClient:
                 return
             after = page["pageInfo"]["endCursor"]
 
+    @_attach
     def _partners(self, nucleus_id: int, version: int, inputs: bool, **kw: Any) -> pd.DataFrame:
         rows = [
             (int(nucleus_id), n["nucleusId"], n["rootId"], n["cellType"], n["synapses"], n["size"])
@@ -282,6 +394,7 @@ class ConnectomeClient:
         """Cells that synapse onto this cell (``partners(..., "inputs")``)."""
         return self.partners(nucleus_id, version, "inputs", min_synapses, **filters)
 
+    @_attach
     def connectivity_diff(
         self, nucleus_id: int, from_version: int, to_version: int, direction: str = "outputs"
     ) -> pd.DataFrame:
@@ -304,6 +417,7 @@ class ConnectomeClient:
         ]
         return pd.DataFrame(rows, columns=columns)
 
+    @_attach
     def shortest_paths(
         self, version: int, from_nucleus_id: int, to_nucleus_id: int, *, min_synapses: int = 1,
         max_length: int = 4, first: int = 10,
@@ -323,6 +437,7 @@ class ConnectomeClient:
                 for k, c in enumerate(p["cells"])]  # fmt: skip
         return pd.DataFrame(rows, columns=["path", "step", "nucleus_id", "synapses"])
 
+    @_attach
     def type_connectivity(
         self,
         version: int,
@@ -352,6 +467,121 @@ class ConnectomeClient:
         frame.attrs.update({"version": int(version), "classification": classification,
                             "min_synapses": int(min_synapses)})  # fmt: skip
         return frame
+
+    # ------------------------------------------------------------------ change and stability
+    def release_diff(self, from_version: int, to_version: int, min_synapses: int = 1) -> dict[str, int]:  # fmt: skip
+        """Whole-release change (``releaseDiff``): edges added, removed, changed, unchanged and
+        the synapses on each side's edges, as a dict (the provenance: ``last_provenance``)."""
+        data = self.query(
+            """query($a: Int!, $b: Int!, $m: Int!) { releaseDiff(fromVersion: $a, toVersion: $b,
+              minSynapses: $m) { added removed changed unchanged synapsesBefore synapsesAfter } }""",
+            a=int(from_version), b=int(to_version), m=int(min_synapses),
+        )["releaseDiff"]  # fmt: skip
+        return {"added": data["added"], "removed": data["removed"], "changed": data["changed"],
+                "unchanged": data["unchanged"], "synapses_before": int(data["synapsesBefore"]),
+                "synapses_after": int(data["synapsesAfter"])}  # fmt: skip
+
+    @_attach
+    def release_diff_by_type(
+        self, from_version: int, to_version: int, classification: str = "cell_type",
+        min_synapses: int = 1,
+    ) -> pd.DataFrame:  # fmt: skip
+        """``releaseDiff.byType``: one row per (pre type, post type) with the four counts."""
+        data = self.query(
+            """query($a: Int!, $b: Int!, $m: Int!, $c: TypeClassification!) {
+              releaseDiff(fromVersion: $a, toVersion: $b, minSynapses: $m) {
+                byType(classification: $c) { preType postType added removed changed unchanged } } }""",
+            a=int(from_version), b=int(to_version), m=int(min_synapses),
+            c=str(classification).upper(),
+        )  # fmt: skip
+        cols = {"preType": "pre_type", "postType": "post_type", "added": "added",
+                "removed": "removed", "changed": "changed", "unchanged": "unchanged"}  # fmt: skip
+        rows = data["releaseDiff"]["byType"]
+        return pd.DataFrame(rows, columns=list(cols)).rename(columns=cols)
+
+    @_attach
+    def release_diff_edges(
+        self, from_version: int, to_version: int, change: str | None = None,
+        min_synapses: int = 1,
+    ) -> pd.DataFrame:  # fmt: skip
+        """``releaseDiff.edges``, every page: pre_nucleus_id, post_nucleus_id, before, after
+        (synapses; 0 = not an edge there), change; only one kind of ``change`` when given."""
+        rows: list[tuple[int, int, int, int, str]] = []
+        after: str | None = None
+        while True:
+            data = self.query(
+                """query($a: Int!, $b: Int!, $m: Int!, $c: Change, $f: Int!, $after: String) {
+                  releaseDiff(fromVersion: $a, toVersion: $b, minSynapses: $m) {
+                    edges(change: $c, first: $f, after: $after) {
+                      nodes { preNucleusId postNucleusId before after change }
+                      pageInfo { hasNextPage endCursor } } } }""",
+                a=int(from_version), b=int(to_version), m=int(min_synapses),
+                c=None if change is None else change.upper(), f=PAGE, after=after,
+            )["releaseDiff"]["edges"]  # fmt: skip
+            rows += [(n["preNucleusId"], n["postNucleusId"], n["before"], n["after"],
+                      n["change"].lower()) for n in data["nodes"]]  # fmt: skip
+            if not data["pageInfo"]["hasNextPage"]:
+                break
+            after = data["pageInfo"]["endCursor"]
+        return pd.DataFrame(rows, columns=["pre_nucleus_id", "post_nucleus_id", "before",
+                                           "after", "change"])  # fmt: skip
+
+    @_attach
+    def edge_stability_summary(self, versions: Sequence[int], min_synapses: int = 1) -> pd.DataFrame:  # fmt: skip
+        """Edges by the number of the releases they are in (``releases``, ``edges``)."""
+        data = self.query(
+            """query($v: [Int!]!, $m: Int!) { edgeStability(versions: $v, minSynapses: $m) {
+              summary { releases edges } } }""",
+            v=[int(x) for x in versions], m=int(min_synapses),
+        )  # fmt: skip
+        return pd.DataFrame(data["edgeStability"]["summary"], columns=["releases", "edges"])
+
+    @_attach
+    def edge_stability(
+        self, versions: Sequence[int], min_synapses: int = 1, *, min_releases: int = 1,
+        nucleus_id: int | None = None,
+    ) -> pd.DataFrame:  # fmt: skip
+        """Every edge of any of ``versions`` (in at least ``min_releases``, touching
+        ``nucleus_id`` when given), every page: pre_nucleus_id, post_nucleus_id,
+        ``synapses_<version>`` for each release (nullable Int64: <NA> = not an edge there) and
+        ``releases``, the number it is an edge in."""
+        vs = [int(x) for x in versions]
+        rows: list[list[Any]] = []
+        after: str | None = None
+        while True:
+            data = self.query(
+                """query($v: [Int!]!, $m: Int!, $r: Int!, $n: Int, $f: Int!, $after: String) {
+                  edgeStability(versions: $v, minSynapses: $m) {
+                    edges(minReleases: $r, nucleusId: $n, first: $f, after: $after) {
+                      nodes { preNucleusId postNucleusId synapses releases }
+                      pageInfo { hasNextPage endCursor } } } }""",
+                v=vs, m=int(min_synapses), r=int(min_releases),
+                n=None if nucleus_id is None else int(nucleus_id), f=PAGE, after=after,
+            )["edgeStability"]["edges"]  # fmt: skip
+            rows += [[e["preNucleusId"], e["postNucleusId"], *e["synapses"], e["releases"]]
+                     for e in data["nodes"]]  # fmt: skip
+            if not data["pageInfo"]["hasNextPage"]:
+                break
+            after = data["pageInfo"]["endCursor"]
+        cols = ["pre_nucleus_id", "post_nucleus_id", *(f"synapses_{v}" for v in vs), "releases"]
+        frame = pd.DataFrame(rows, columns=cols)
+        for v in vs:
+            frame[f"synapses_{v}"] = pd.array(frame[f"synapses_{v}"].tolist(), dtype="Int64")
+        return frame
+
+    @_attach
+    def motif_counts(
+        self, versions: Sequence[int], motif: str, *, induced: bool = False,
+        distinct_subgraphs: bool = False,
+    ) -> pd.DataFrame:  # fmt: skip
+        """One motif's count in each release (``motifCounts``): ``version``, ``count``."""
+        data = self.query(
+            """query($v: [Int!]!, $m: String!, $i: Boolean!, $d: Boolean!) {
+              motifCounts(versions: $v, motif: $m, induced: $i, distinctSubgraphs: $d) {
+                version count } }""",
+            v=[int(x) for x in versions], m=motif, i=bool(induced), d=bool(distinct_subgraphs),
+        )  # fmt: skip
+        return pd.DataFrame(data["motifCounts"], columns=["version", "count"])
 
     # ------------------------------------------------------------------ caveclient-shaped
     def synapse_query(

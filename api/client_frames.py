@@ -108,7 +108,10 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
             cols[name] = pd.Series(col.to_pylist(), dtype=object)
         else:
             cols[name] = col.to_numpy(zero_copy_only=False)
-    return pd.DataFrame(cols, columns=table.column_names)
+    frame = pd.DataFrame(cols, columns=table.column_names)
+    if (prov := provenance(table)) is not None:
+        frame.attrs["provenance"] = prov
+    return frame
 
 
 def voxel_size(table: pa.Table) -> list[float]:
@@ -197,4 +200,12 @@ def attrs(table: pa.Table, version: int, desired: Iterable[float] | None,
     }
     if remove_autapses is not None:
         out["remove_autapses"] = bool(remove_autapses)
+    if (prov := provenance(table)) is not None:
+        out["provenance"] = prov
     return out
+
+
+def provenance(table: pa.Table) -> dict[str, Any] | None:
+    """The export's ``cgraph.provenance`` schema metadata (software, releases read)."""
+    raw = (table.schema.metadata or {}).get(b"cgraph.provenance")
+    return None if raw is None else dict(json.loads(raw))

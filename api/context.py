@@ -10,11 +10,12 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
+from api.export import release_snapshot
 from graph import queries
 from graph.driver import AsyncDatabase
 from graph.queries import CellRecord
 from graph.releases import ReleaseInfo, gate, get_releases
-from snapshot.layout import SnapshotError, open_snapshot
+from snapshot.layout import Snapshot, SnapshotError, open_snapshot
 from snapshot.read import EdgeSynapses, edge_synapses
 
 EdgeKey = tuple[int, int, int]  # version, pre nucleus ID, post nucleus ID
@@ -31,6 +32,9 @@ class Context:
     releases: DataLoader[int, ReleaseInfo | None] = field(init=False)
     edge_synapses: DataLoader[EdgeKey, EdgeSynapses] = field(init=False)
     complete: set[int] = field(default_factory=set)  # releases seen complete in this request
+    #: releases whose data this request read (the provenance extension reports them), with the
+    #: digest of the snapshot read when the answer came from one
+    read: dict[int, str | None] = field(default_factory=dict)
     prefetched: dict[Any, asyncio.Future[Any]] = field(default_factory=dict)  # api.partners
 
     def __post_init__(self) -> None:
@@ -68,13 +72,27 @@ class Context:
                     f"per-synapse values of release {v} need its snapshot on the server "
                     "(CGRAPH_DATA); it is not there"
                 )
+            self.read[v] = snap.digest
             got = await asyncio.to_thread(edge_synapses, snap, pairs)
             found.update({(v, *pair): value for pair, value in got.items()})
         return [found[k] for k in keys]
 
     def seen_complete(self, *versions: int) -> None:
-        """A guarded query succeeded: these releases are complete for the rest of the request."""
+        """A guarded query succeeded: these releases are complete for the rest of the request
+        (and were read by it)."""
         self.complete.update(versions)
+        self.mark_read(*versions)
+
+    def mark_read(self, *versions: int) -> None:
+        for v in versions:
+            self.read.setdefault(v, None)
+
+    def snapshot(self, version: int) -> Snapshot:
+        """The served snapshot of a release (UNKNOWN_RELEASE when there is none), recorded as
+        read by this request."""
+        snap = release_snapshot(version)
+        self.read[snap.version] = snap.digest
+        return snap
 
     def prime_cells(self, records: Sequence[CellRecord]) -> None:
         for r in records:
@@ -89,7 +107,9 @@ class Context:
 
     async def require_complete(self, version: int) -> None:
         if version in self.complete:
+            self.mark_read(version)
             return
         info = await self.releases.load(version)
         gate(version, None if info is None else info.status)
         self.complete.add(version)
+        self.mark_read(version)

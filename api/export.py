@@ -32,6 +32,7 @@ from starlette.routing import Route
 from core.errors import BadRequest, CGraphError, UnknownRelease
 from core.model import SLOTS, check_version
 from snapshot.layout import Snapshot, SnapshotError, open_snapshot, snapshot_path
+from snapshot.provenance import with_provenance
 from snapshot.query import (
     DEFAULT_BATCH_ROWS,
     SynapseQuery,
@@ -165,7 +166,7 @@ def synapse_export(body: dict[str, Any]) -> Batches:
         limit=body.get("limit"), offset=body.get("offset") or 0,
         order_by_id=bool(body.get("order_by_id", False)),
     )  # fmt: skip
-    return schema.with_metadata(store_metadata(open_store(snap))), batches
+    return with_provenance(schema.with_metadata(store_metadata(open_store(snap))), snap), batches
 
 
 PARTNER_ARGS = {"version", "nucleus_id", "direction", "min_synapses", "min_size",
@@ -183,7 +184,8 @@ def partner_export(body: dict[str, Any]) -> Batches:
         min_synapses=int(body.get("min_synapses") or 1), min_size=body.get("min_size"),
         partner_cell_type=body.get("partner_cell_type"), order_by=body.get("order_by") or "SYNAPSES",
     )  # fmt: skip
-    return stream(sql, params, batch_rows=_batch_rows(body.get("batch_rows")))
+    schema, batches = stream(sql, params, batch_rows=_batch_rows(body.get("batch_rows")))
+    return with_provenance(schema, snap), batches
 
 
 TABLE_ARGS = {"version", "table", "filter_equal_dict", "filter_in_dict", "limit", "offset",
@@ -206,7 +208,7 @@ def table_export(body: dict[str, Any]) -> Batches:
     )  # fmt: skip
     schema, batches = stream(sql, params, batch_rows=_batch_rows(body.get("batch_rows")))
     vx = json.dumps(list(snap.manifest.get("voxel_size_nm") or (4, 4, 40))).encode()
-    return schema.with_metadata({b"cgraph.voxel_size_nm": vx}), batches
+    return with_provenance(schema.with_metadata({b"cgraph.voxel_size_nm": vx}), snap), batches
 
 
 def release_export(version: int, what: str, batch_rows: int = DEFAULT_BATCH_ROWS) -> Batches:
@@ -214,7 +216,7 @@ def release_export(version: int, what: str, batch_rows: int = DEFAULT_BATCH_ROWS
     schema, batches = stream_file(snap, what, batch_rows=batch_rows)
     if what == "synapses":
         schema = schema.with_metadata({**(schema.metadata or {}), **store_metadata(open_store(snap))})  # fmt: skip
-    return schema, batches
+    return with_provenance(schema, snap), batches
 
 
 # --------------------------------------------------------------------------- HTTP

@@ -40,7 +40,7 @@ from analysis.census_run import (
 )
 from analysis.motif import Motif, count_motif
 from analysis.motif.count import uses_census
-from api import jobs
+from api import jobs, neuroglancer
 from api.motif_text import parse_motif_text
 from api.pagination import check_first, decode_int_cursor, encode_cursor
 from api.settings import DEFAULT_PAGE
@@ -82,6 +82,14 @@ class MotifAssignment:
 @strawberry.type(description="One match: an assignment of distinct cells to the motif nodes.")
 class MotifMatch:
     assignments: list[MotifAssignment]
+    version: strawberry.Private[int]
+
+    @strawberry.field(description="A Neuroglancer link to the match: its cells selected, one "
+                                  "colour per motif node, in motif-node order.")  # fmt: skip
+    async def neuroglancer_url(self, info: CtxInfo) -> str:
+        keys = [(a.dataset, a.nucleus_id) for a in self.assignments]
+        records = await info.context.cells.load_many(keys)
+        return await neuroglancer.cells_url(info.context, self.version, records)
 
 
 @strawberry.type
@@ -248,6 +256,7 @@ async def _census_setup(
     adb = info.context.adb
     deadline = Deadline.after(adb.settings.query_timeout)
     g = await get_release_graph(adb, version, deadline=deadline)
+    info.context.mark_read(version)
     return (
         deadline,
         g,
@@ -290,6 +299,27 @@ def _check_job_memory(sub: ReleaseGraph, kind: NullKind) -> None:
         )
 
 
+async def count_one(
+    info: CtxInfo, version: int, parsed: Motif, induced: bool, distinct_subgraphs: bool,
+    deadline: Deadline,
+) -> float:  # fmt: skip
+    """motifCount of one release under ``deadline`` (a done job's result when there is one)."""
+    check_version(version)
+    g = await get_release_graph(info.context.adb, version, deadline=deadline)
+    info.context.mark_read(version)
+    done = jobs.manager().done(_count_key(g, parsed, induced, distinct_subgraphs))
+    if done is not None:
+        return float(done.result)
+    if uses_census(parsed) and g.peek("census") is None:
+        estimate = await jobs.run_inline(deadline, _count_estimate, g, parsed)
+        jobs.refuse_if_too_long(deadline, estimate or 0.0, COUNT_HINT)
+    n = await jobs.run_inline(
+        deadline, count_motif, g, parsed, induced=induced,
+        distinct_subgraphs=distinct_subgraphs, deadline=deadline,
+    )  # fmt: skip
+    return float(n)
+
+
 def _cursor_tag(version: int, motif: str, induced: bool) -> str:
     digest = hashlib.sha256(motif.encode()).hexdigest()[:16]
     return f"MOTIF-KEY:{version}:{int(induced)}:{digest}"
@@ -329,7 +359,8 @@ class MotifQuery:
             MotifMatch(
                 assignments=[
                     MotifAssignment(name=v, nucleus_id=r[v], dataset=ds) for v in parsed.nodes
-                ]
+                ],
+                version=version,
             )
             for r in page
         ]
@@ -352,21 +383,9 @@ class MotifQuery:
         distinct_subgraphs: bool = False,
     ) -> float:
         check_version(version)
-        adb = info.context.adb
-        deadline = Deadline.after(adb.settings.query_timeout)
+        deadline = Deadline.after(info.context.adb.settings.query_timeout)
         parsed = await parse_motif_text(motif, deadline)
-        g = await get_release_graph(adb, version, deadline=deadline)
-        done = jobs.manager().done(_count_key(g, parsed, induced, distinct_subgraphs))
-        if done is not None:
-            return float(done.result)
-        if uses_census(parsed) and g.peek("census") is None:
-            estimate = await jobs.run_inline(deadline, _count_estimate, g, parsed)
-            jobs.refuse_if_too_long(deadline, estimate or 0.0, COUNT_HINT)
-        n = await jobs.run_inline(
-            deadline, count_motif, g, parsed, induced=induced,
-            distinct_subgraphs=distinct_subgraphs, deadline=deadline,
-        )  # fmt: skip
-        return float(n)
+        return await count_one(info, version, parsed, induced, distinct_subgraphs, deadline)
 
     @strawberry.field(
         description="Triad census (16 MAN classes) and reciprocal pairs of every cell the "
@@ -454,6 +473,7 @@ class MotifQuery:
         deadline = Deadline.after(adb.settings.query_timeout)
         parsed = await parse_motif_text(motif, deadline)
         g = await get_release_graph(adb, version, deadline=deadline)
+        info.context.mark_read(version)
         key = _count_key(g, parsed, induced, distinct_subgraphs)
         manager = jobs.manager()
         if (known := manager.find(key)) is not None:

@@ -27,7 +27,7 @@ from strawberry.types import ExecutionResult as StrawberryResult
 from api.context import Context
 from api.errors import ErrorCodes, MaskInternalErrors
 from api.limits import ArgumentLimits, document_error, refused
-from api.pagination import check_first, decode_int_cursor, encode_cursor, parse_root_id
+from api.pagination import check_first, decode_int_cursor, parse_root_id
 from api.partners import discard, drop_leftovers, prefetch
 from api.settings import DEFAULT_PAGE, ApiSettings
 from api.types import (
@@ -35,8 +35,8 @@ from api.types import (
     Cell,
     CellConnection,
     CtxInfo,
-    PageInfo,
     Release,
+    cell_connection,
     cell_or_none,
 )
 from core.criteria import CellCriteria
@@ -59,11 +59,17 @@ class CellPath:
 class Query:
     @strawberry.field(description="Every release in the graph, by version (any status).")
     async def releases(self, info: CtxInfo) -> list[Release]:
-        return [Release(info=r) for r in await releases.list_releases(info.context.adb)]
+        found = await releases.list_releases(info.context.adb)
+        for r in found:
+            info.context.releases.prime(r.version, r)
+            info.context.mark_read(r.version)
+        return [Release(info=r) for r in found]
 
     @strawberry.field(description="One release (null when not loaded).")
     async def release(self, info: CtxInfo, version: int) -> Release | None:
         found = await info.context.releases.load(check_version(version))
+        if found is not None:
+            info.context.mark_read(version)
         return None if found is None else Release(info=found)
 
     @strawberry.field(description="A cell by nucleus ID in a dataset (default: the server's "
@@ -140,18 +146,7 @@ class Query:
             info.context.adb, version, where=where, first=first,
             after=int(key[0]) if key else None,
         )  # fmt: skip
-        info.context.seen_complete(version)
-        info.context.prime_cells(page.cells)
-        last = page.cells[-1] if page.cells else None
-        return CellConnection(
-            nodes=[Cell(record=c) for c in page.cells],
-            page_info=PageInfo(
-                has_next_page=page.has_next,
-                end_cursor=encode_cursor(tag, last.nucleus_id) if last else None,
-            ),
-            version=version,
-            where=where,
-        )
+        return cell_connection(info, page, tag, version, where)
 
 
 async def _cell_by_root_any_release(info: CtxInfo, root_id: str) -> Cell | None:
@@ -216,18 +211,23 @@ class QuietSchema(strawberry.Schema):
         return await super().execute(query, *args, **kwargs)
 
 
+from api.change import ChangeQuery  # noqa: E402
 from api.execution import ExecutionContext  # noqa: E402
 from api.motif_schema import MotifQuery  # noqa: E402  (imports api.types, not this module)
+from api.provenance import Provenance  # noqa: E402
+from api.space import SpaceQuery  # noqa: E402
 from api.synapses import SynapseQueryRoot  # noqa: E402
 from api.wiring import WiringQuery  # noqa: E402
 
 
 def build_schema(settings: ApiSettings | None = None) -> strawberry.Schema:
     """The schema with its limits: the root Query merges this module's Query with
-    api.motif_schema.MotifQuery, api.synapses.SynapseQueryRoot and api.wiring.WiringQuery. Validation rules are built once and shared (they are
+    api.motif_schema.MotifQuery, api.synapses.SynapseQueryRoot, api.wiring.WiringQuery, api.change.ChangeQuery and api.space.SpaceQuery. Validation rules are built once and shared (they are
     stateless); every extension instance is per request."""
     s = settings or ApiSettings()
-    query = merge_types("Query", (Query, MotifQuery, SynapseQueryRoot, WiringQuery))
+    query = merge_types(
+        "Query", (Query, MotifQuery, SynapseQueryRoot, WiringQuery, ChangeQuery, SpaceQuery)
+    )
     rules = [
         *QueryDepthLimiter(max_depth=s.max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules,
@@ -252,6 +252,7 @@ def build_schema(settings: ApiSettings | None = None) -> strawberry.Schema:
             lambda: ValidationCache(maxsize=256),
             lambda: ArgumentLimits(s),
             PrefetchCleanup,
+            Provenance,
             lambda: ErrorCodes(hide_suggestions=not s.introspection),
         ],
         limits=s,

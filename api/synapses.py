@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 import strawberry
 
-from api.export import release_snapshot
+from api.context import Context
 from api.pagination import check_first, decode_cursor, encode_cursor, parse_root_id
 from api.settings import DEFAULT_PAGE, MAX_PAGE
-from api.types import PageInfo
+from api.types import CtxInfo, PageInfo
 from core.errors import BadRequest, LimitExceeded
 from snapshot.query import SynapseQuery, open_store, query_synapses, run, synapse_sql
 
@@ -141,8 +141,8 @@ class SynapseConnection:
     query: strawberry.Private[SynapseQuery]
 
     @strawberry.field(description="Synapses matching the filters, all pages (one extra read).")
-    async def total_count(self) -> int:
-        snap = release_snapshot(self.version)
+    async def total_count(self, info: CtxInfo) -> int:
+        snap = info.context.snapshot(self.version)
         store = open_store(snap)
         sql, params = synapse_sql(snap, store, self.query, columns=["id"])
         table = await asyncio.to_thread(run, f"SELECT count(*) FROM ({sql}) t", params)
@@ -159,12 +159,12 @@ def _ids(name: str, values: list[str] | None) -> list[int] | None:
 
 
 async def synapse_page(
-    version: int, q: SynapseQuery, first: int, after: str | None
+    ctx: Context, version: int, q: SynapseQuery, first: int, after: str | None
 ) -> SynapseConnection:
     check_first(first)
     tag = f"SYNAPSES:{version}"
     key = decode_cursor(after, tag, 1) if after else None
-    snap = release_snapshot(version)
+    snap = ctx.snapshot(version)
     store = open_store(snap)
 
     def read() -> list[dict[str, Any]]:
@@ -193,6 +193,7 @@ class SynapseQueryRoot:
     )
     async def synapses(
         self,
+        info: CtxInfo,
         version: int,
         pre_root_ids: list[str] | None = None,
         post_root_ids: list[str] | None = None,
@@ -215,7 +216,7 @@ class SynapseQueryRoot:
             )  # fmt: skip
         except (BadRequest, LimitExceeded) as exc:  # name the GraphQL arguments
             raise type(exc)(_camel(str(exc))) from None
-        return await synapse_page(version, q, first, after)
+        return await synapse_page(info.context, version, q, first, after)
 
 
 _CAMEL = {"pre_root_ids": "preRootIds", "post_root_ids": "postRootIds",
@@ -230,8 +231,8 @@ def _camel(text: str) -> str:
 
 
 async def edge_synapses(
-    version: int, pre: int, post: int, first: int, after: str | None
+    ctx: Context, version: int, pre: int, post: int, first: int, after: str | None
 ) -> SynapseConnection:
     """The synapses of one cell-to-cell edge (outcome used), by synapse ID."""
     q = SynapseQuery.of(pre_nucleus_ids=[pre], post_nucleus_ids=[post], include_dropped=False)
-    return await synapse_page(version, q, first, after)
+    return await synapse_page(ctx, version, q, first, after)

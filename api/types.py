@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry.types import Info
 
+from api import neuroglancer
 from api.context import Context
 from api.pagination import encode_cursor
 from api.partners import fetch, partner_request
@@ -16,7 +17,7 @@ from api.settings import DEFAULT_PAGE, MAX_PAGE
 from core.criteria import CellCriteria
 from core.errors import DatasetMismatch
 from core.model import check_version, prop
-from graph import queries
+from graph import queries, space
 from graph.queries import CellRecord, Change, Direction, PartnerOrder
 from graph.releases import ReleaseInfo
 
@@ -61,6 +62,14 @@ class Release:
     @strawberry.field(description="Materialization time stamp (UTC).")
     def timestamp(self) -> datetime | None:
         return self.info.timestamp
+
+    @strawberry.field(description="When its load finished (null while loading).")
+    def loaded_at(self) -> datetime | None:
+        return self.info.loaded_at
+
+    @strawberry.field(description="sha256 of the manifest of the snapshot it was written from.")
+    def snapshot(self) -> str | None:
+        return self.info.snapshot
 
     @strawberry.field(description="loading, complete or failed; only complete ones are queryable.")
     def status(self) -> str:
@@ -120,6 +129,7 @@ def _release_value(
     status, full cell). graphql-core awaits whichever comes back."""
     check_version(version)
     ctx = info.context
+    ctx.mark_read(version)
     if version in ctx.complete and rec.has(stem, version):
         return convert(rec.get(stem, version))
 
@@ -228,6 +238,13 @@ class Cell:
     def in_synapses(self, info: CtxInfo, version: int) -> int | None:
         return _release_value(info, self.record, "in_synapses", version)  # type: ignore[no-any-return]
 
+    @strawberry.field(
+        description="A Neuroglancer link to the cell in a release: its root ID selected, "
+        "centred on its nucleus (layer sources per dataset: api/neuroglancer.py)."
+    )
+    async def neuroglancer_url(self, info: CtxInfo, version: int) -> str:
+        return await neuroglancer.cells_url(info.context, check_version(version), [self.record])
+
     outputs: PartnerConnection = _partner_field(
         "OUTPUTS", "Cells this cell synapses onto in a release."
     )
@@ -296,6 +313,12 @@ class Partner:
         ids, _ = await info.context.edge_synapses.load((self.version, self.pre, self.post))
         return [str(i) for i in ids]
 
+    @strawberry.field(description="A Neuroglancer link to the edge: both cells selected, its "
+                                  "synapses as annotation points.")  # fmt: skip
+    async def neuroglancer_url(self, info: CtxInfo) -> str:
+        return await neuroglancer.edge_url(info.context, self.version, self.cell.record.dataset,
+                                           self.pre, self.post)  # fmt: skip
+
     @strawberry.field
     def mean_size(self) -> float | None:
         return None if self.size is None else self.size / self.synapses
@@ -306,12 +329,13 @@ class Partner:
     )
     async def synapse_rows(
         self,
+        info: CtxInfo,
         first: Annotated[int, strawberry.argument(description=FIRST_DOC)] = DEFAULT_PAGE,
         after: str | None = None,
     ) -> Annotated[SynapseConnection, strawberry.lazy("api.synapses")]:
         from api.synapses import edge_synapses
 
-        return await edge_synapses(self.version, self.pre, self.post, first, after)
+        return await edge_synapses(info.context, self.version, self.pre, self.post, first, after)
 
 
 @strawberry.type
@@ -380,10 +404,34 @@ class CellConnection:
     page_info: PageInfo
     version: strawberry.Private[int]
     where: strawberry.Private[CellCriteria]
+    box: strawberry.Private[tuple[tuple[float, ...], tuple[float, ...]] | None] = None  # nm
 
     @strawberry.field(description="Cells matching the filters, all pages (one extra query).")
     async def total_count(self, info: CtxInfo) -> int:
+        if self.box is not None:
+            return await space.count_cells_in_box(info.context.adb, self.version, *self.box,
+                                                  where=self.where)  # fmt: skip
         return await queries.count_cells(info.context.adb, self.version, where=self.where)
+
+
+def cell_connection(
+    info: CtxInfo, page: queries.CellPage, tag: str, version: int, where: CellCriteria,
+    box: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+) -> CellConnection:  # fmt: skip
+    """A page of cells read under the release guard, with its cursor (``tag``, nucleus ID)."""
+    info.context.seen_complete(version)
+    info.context.prime_cells(page.cells)
+    last = page.cells[-1] if page.cells else None
+    return CellConnection(
+        nodes=[Cell(record=c) for c in page.cells],
+        page_info=PageInfo(
+            has_next_page=page.has_next,
+            end_cursor=encode_cursor(tag, last.nucleus_id) if last else None,
+        ),
+        version=version,
+        where=where,
+        box=box,
+    )
 
 
 def cell_or_none(record: CellRecord | None) -> Cell | None:

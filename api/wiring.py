@@ -9,7 +9,7 @@ from typing import Any
 
 import strawberry
 
-from api.export import release_snapshot
+from api.types import CtxInfo
 from snapshot.wiring import type_connectivity
 
 
@@ -50,12 +50,13 @@ class WiringQuery:
     )
     async def type_connectivity(
         self,
+        info: CtxInfo,
         version: int,
         min_synapses: int = 1,
         classification: TypeClassification = TypeClassification.CELL_TYPE,
         bounding_box: list[list[float]] | None = None,
     ) -> list[TypeConnection]:
-        snap = release_snapshot(version)
+        snap = info.context.snapshot(version)
 
         def read() -> list[dict[str, Any]]:
             return type_connectivity(

@@ -3,6 +3,7 @@ file, from the release snapshots in CGRAPH_DATA (no server, no Neo4j), one batch
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 from api.export import Batches, encode, partner_export, release_export, synapse_export
 from api.export import release_snapshot as release_export_snapshot
 from core.errors import BadRequest
+from snapshot.provenance import provenance, with_provenance
 from snapshot.wiring import CLASSIFICATIONS, type_connectivity
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["parquet", "arrow"]),
@@ -131,11 +133,15 @@ def export_wiring(version: int, classification: str, min_synapses: int, bbox_nm:
     """The release's cell-type x cell-type wiring (edges, synapses, size, connection
     probability per type pair) as CSV (.csv) or Parquet."""
     box = _bbox(bbox_nm, unit="nm")
-    table = type_connectivity(release_export_snapshot(version), classification, min_synapses, box)
+    snap = release_export_snapshot(version)
+    table = type_connectivity(snap, classification, min_synapses, box)
+    table = table.replace_schema_metadata(with_provenance(table.schema, snap).metadata)
     part = out.with_name(out.name + ".part")
     try:
-        if out.suffix.lower() == ".csv":
+        if out.suffix.lower() == ".csv":  # CSV has no metadata: provenance goes beside it
             pacsv.write_csv(table, part)
+            side = out.with_name(out.name + ".provenance.json")
+            side.write_text(json.dumps(provenance([snap]), indent=2, sort_keys=True) + "\n")
         else:
             pq.write_table(table, part)
         os.replace(part, out)

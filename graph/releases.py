@@ -82,10 +82,12 @@ class ReleaseInfo:
     snapshot: str | None = None  # digest of the snapshot it was written from
     slot: int = 0  # where its graph lives (core.model.SLOTS); a replace writes the other one
     dataset: str = DEFAULT_DATASET  # the dataset (datastack) the release belongs to
+    loaded_at: datetime | None = None  # when its load finished (Release.finished_at)
 
     @classmethod
     def from_node(cls, node: Mapping[str, Any]) -> ReleaseInfo:
         ts: Any = node.get("timestamp")
+        done: Any = node.get("finished_at")
         return cls(
             version=int(node["version"]),
             status=str(node["status"]),
@@ -94,6 +96,7 @@ class ReleaseInfo:
             snapshot=node.get("snapshot"),
             slot=int(node.get("slot") or 0),
             dataset=str(node.get("dataset") or default_dataset()),
+            loaded_at=done.to_native() if hasattr(done, "to_native") else done,
         )
 
 

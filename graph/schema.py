@@ -12,6 +12,8 @@ GLOBAL_SCHEMA = (
     "REQUIRE (c.dataset, c.nucleus_id) IS UNIQUE",
     "CREATE INDEX cell_nucleus_id_lookup IF NOT EXISTS FOR (c:Cell) ON (c.nucleus_id)",
     "CREATE CONSTRAINT release_version IF NOT EXISTS FOR (r:Release) REQUIRE r.version IS UNIQUE",
+    # nucleus positions (cartesian-3d, nm): cellsInBox and nearestCells (graph/space.py)
+    "CREATE POINT INDEX cell_position IF NOT EXISTS FOR (c:Cell) ON (c.position)",
 )
 #: stores written before datasets: their cells and releases join the default dataset, and the
 #: old one-ID-space constraint goes
