@@ -420,22 +420,59 @@ class ConnectomeClient:
     @_attach
     def shortest_paths(
         self, version: int, from_nucleus_id: int, to_nucleus_id: int, *, min_synapses: int = 1,
-        max_length: int = 4, first: int = 10,
+        max_length: int = 4, first: int = 10, weight: str = "hops",
+        intermediate_cell_types: Sequence[str] | None = None,
+        intermediate_is_neuron: bool | None = None,
     ) -> pd.DataFrame:  # fmt: skip
         """Every shortest directed path between two cells of a release (``shortestPaths``), as
         a long DataFrame: one row per cell of each path (``path``, ``step``, ``nucleus_id``,
-        ``synapses``: of the edge into that cell, 0 for the first)."""
+        ``synapses``: of the edge into that cell, 0 for the first). ``weight``: ``hops`` (fewest
+        edges) or ``strongest`` (the weakest edge has the most synapses, then fewest edges);
+        intermediate cells only of these types / neurons when given."""
         data = self.query(
-            """query($v: Int!, $a: Int!, $b: Int!, $m: Int!, $l: Int!, $f: Int!) {
+            """query($v: Int!, $a: Int!, $b: Int!, $m: Int!, $l: Int!, $f: Int!, $w: PathWeight!,
+                     $t: [String!], $n: Boolean) {
               shortestPaths(version: $v, fromNucleusId: $a, toNucleusId: $b, minSynapses: $m,
-                            maxLength: $l, first: $f) { synapses cells { nucleusId } } }""",
+                            maxLength: $l, first: $f, weight: $w, intermediateCellTypes: $t,
+                            intermediateIsNeuron: $n) { synapses cells { nucleusId } } }""",
             v=int(version), a=int(from_nucleus_id), b=int(to_nucleus_id), m=int(min_synapses),
-            l=int(max_length), f=int(first),
+            l=int(max_length), f=int(first), w=weight.upper(),
+            t=None if intermediate_cell_types is None else list(intermediate_cell_types),
+            n=intermediate_is_neuron,
         )  # fmt: skip
         rows = [(i, k, c["nucleusId"], 0 if k == 0 else p["synapses"][k - 1])
                 for i, p in enumerate(data["shortestPaths"])
                 for k, c in enumerate(p["cells"])]  # fmt: skip
         return pd.DataFrame(rows, columns=["path", "step", "nucleus_id", "synapses"])
+
+    @_attach
+    def reachable_cells(
+        self, version: int, nucleus_id: int, max_hops: int = 2, *, min_synapses: int = 1,
+        direction: str = "outputs", cell_types: Sequence[str] | None = None,
+        via_cell_types: Sequence[str] | None = None, via_is_neuron: bool | None = None,
+    ) -> pd.DataFrame:  # fmt: skip
+        """Every cell reachable from a cell within ``max_hops`` (``reachableCells``), every
+        page: ``nucleus_id``, ``hops``, by hops then nucleus ID."""
+        rows: list[tuple[int, int]] = []
+        after: str | None = None
+        while True:
+            data = self.query(
+                """query($v: Int!, $n: Int!, $h: Int!, $m: Int!, $d: Direction!, $t: [String!],
+                         $vt: [String!], $vn: Boolean, $f: Int!, $after: String) {
+                  reachableCells(version: $v, fromNucleusId: $n, maxHops: $h, minSynapses: $m,
+                                 direction: $d, cellTypes: $t, viaCellTypes: $vt,
+                                 viaIsNeuron: $vn, first: $f, after: $after) {
+                    nodes { nucleusId hops } pageInfo { hasNextPage endCursor } } }""",
+                v=int(version), n=int(nucleus_id), h=int(max_hops), m=int(min_synapses),
+                d=direction.upper(), t=None if cell_types is None else list(cell_types),
+                vt=None if via_cell_types is None else list(via_cell_types), vn=via_is_neuron,
+                f=PAGE, after=after,
+            )["reachableCells"]  # fmt: skip
+            rows += [(r["nucleusId"], r["hops"]) for r in data["nodes"]]
+            if not data["pageInfo"]["hasNextPage"]:
+                break
+            after = data["pageInfo"]["endCursor"]
+        return pd.DataFrame(rows, columns=["nucleus_id", "hops"])
 
     @_attach
     def type_connectivity(

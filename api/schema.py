@@ -45,16 +45,6 @@ from core.model import check_dataset, check_version, default_dataset
 from graph import queries, releases
 
 
-@strawberry.type(name="Path", description="A directed path of a release: its cells in order.")
-class CellPath:
-    cells: list[Cell]
-    synapses: list[int] = strawberry.field(description="Synapses of each edge along the path.")
-
-    @strawberry.field(description="Edges along the path.")
-    def length(self) -> int:
-        return len(self.synapses)
-
-
 @strawberry.type
 class Query:
     @strawberry.field(description="Every release in the graph, by version (any status).")
@@ -105,27 +95,6 @@ class Query:
     @strawberry.field(description="Every cell whose segment is rootId in a release.")
     async def cells_by_root_id(self, info: CtxInfo, root_id: str, version: int) -> list[Cell]:
         return await _cells_by_root(info, root_id, version)
-
-    @strawberry.field(
-        description="Every shortest directed path (fewest edges, at most maxLength, 1-6) from "
-        "one cell to another in a release, over edges of at least minSynapses synapses; in the "
-        "order of their cells' nucleus IDs, the first `first` (at most 1000). None within "
-        "maxLength: []. A cell not in the release: BAD_REQUEST; slower than the query "
-        "timeout: TIMEOUT (never a partial or empty answer)."
-    )
-    async def shortest_paths(
-        self, info: CtxInfo, version: int, from_nucleus_id: int, to_nucleus_id: int,
-        min_synapses: int = 1, max_length: int = 4, first: int = 10,
-    ) -> list[CellPath]:  # fmt: skip
-        paths = await queries.shortest_paths(
-            info.context.adb, check_version(version), from_nucleus_id, to_nucleus_id,
-            min_synapses=min_synapses, max_length=max_length, first=first,
-        )  # fmt: skip
-        info.context.seen_complete(version)
-        for p in paths:
-            info.context.prime_cells(p.cells)
-        return [CellPath(cells=[Cell(record=c) for c in p.cells], synapses=p.synapses)
-                for p in paths]  # fmt: skip
 
     @strawberry.field(description="Cells of a release in nucleus-ID order.")
     async def cells(
@@ -214,6 +183,7 @@ class QuietSchema(strawberry.Schema):
 from api.change import ChangeQuery  # noqa: E402
 from api.execution import ExecutionContext  # noqa: E402
 from api.motif_schema import MotifQuery  # noqa: E402  (imports api.types, not this module)
+from api.paths import PathQuery  # noqa: E402
 from api.provenance import Provenance  # noqa: E402
 from api.space import SpaceQuery  # noqa: E402
 from api.synapses import SynapseQueryRoot  # noqa: E402
@@ -222,11 +192,12 @@ from api.wiring import WiringQuery  # noqa: E402
 
 def build_schema(settings: ApiSettings | None = None) -> strawberry.Schema:
     """The schema with its limits: the root Query merges this module's Query with
-    api.motif_schema.MotifQuery, api.synapses.SynapseQueryRoot, api.wiring.WiringQuery, api.change.ChangeQuery and api.space.SpaceQuery. Validation rules are built once and shared (they are
+    api.motif_schema.MotifQuery, api.synapses.SynapseQueryRoot, api.wiring.WiringQuery, api.change.ChangeQuery, api.space.SpaceQuery and api.paths.PathQuery. Validation rules are built once and shared (they are
     stateless); every extension instance is per request."""
     s = settings or ApiSettings()
     query = merge_types(
-        "Query", (Query, MotifQuery, SynapseQueryRoot, WiringQuery, ChangeQuery, SpaceQuery)
+        "Query",
+        (Query, PathQuery, MotifQuery, SynapseQueryRoot, WiringQuery, ChangeQuery, SpaceQuery),
     )
     rules = [
         *QueryDepthLimiter(max_depth=s.max_depth).validation_rules,

@@ -511,7 +511,8 @@ MAX_PATH_LENGTH = 6
 
 def shortest_paths_cypher(version: int, max_length: int, slot: int = 0) -> str:
     """Guarded: every shortest directed path (fewest edges, at most ``max_length``) from cell
-    $from_id to cell $to_id in the release over edges of at least $min_synapses synapses, in
+    $from_id to cell $to_id in the release over edges of at least $min_synapses synapses whose
+    intermediate cells match the criteria ``$via_*`` (core.criteria; all None: any cell), in
     the order of their cells' nucleus IDs, the first $first. ``max_length`` is a checked int."""
     root, rel = prop("root_id", version, slot), rel_type(version, slot)
     if not 1 <= int(max_length) <= MAX_PATH_LENGTH:
@@ -526,6 +527,7 @@ CALL (ok) {{
     WITH a, b WHERE a IS NOT NULL AND b IS NOT NULL AND a <> b
     MATCH p = allShortestPaths((a)-[:{rel}*1..{int(max_length)}]->(b))
     WHERE all(r IN relationships(p) WHERE r.synapses >= $min_synapses)
+      AND all(n IN nodes(p)[1..-1] WHERE {criteria_cypher("n", version, "via_", slot)})
     WITH p ORDER BY [n IN nodes(p) | n.nucleus_id] LIMIT $first
     RETURN collect([[n IN nodes(p) | properties(n)],
                     [r IN relationships(p) | r.synapses]]) AS paths
@@ -546,16 +548,19 @@ class Path:
 async def shortest_paths(
     adb: AsyncDatabase, version: int, from_id: int, to_id: int, *, min_synapses: int = 1,
     max_length: int = 4, first: int = 10,
+    via: CellCriteria = CellCriteria(),  # noqa: B008 - frozen, shared safely
 ) -> list[Path]:  # fmt: skip
-    """Shortest paths between two cells of a release (see :func:`shortest_paths_cypher`); a
-    cell not in the release answers BAD_REQUEST naming it; none within ``max_length``: []."""
+    """Shortest paths between two cells of a release (see :func:`shortest_paths_cypher`),
+    through cells matching ``via`` only; a cell not in the release answers BAD_REQUEST naming
+    it; none within ``max_length``: []."""
     if min_synapses < 1:
         raise BadRequest(f"minSynapses must be >= 1, got {min_synapses}")
     if not 1 <= first <= 1000:
         raise BadRequest(f"first must be between 1 and 1000, got {first}")
     row, slots = await _guarded(
         adb, lambda s: shortest_paths_cypher(version, max_length, s), [version],
-        {"from_id": from_id, "to_id": to_id, "min_synapses": min_synapses, "first": first},
+        {"from_id": from_id, "to_id": to_id, "min_synapses": min_synapses, "first": first,
+         **via.params("via_")},
     )  # fmt: skip
     for ok, n in ((row["has_from"], from_id), (row["has_to"], to_id)):
         if not ok:

@@ -96,4 +96,6 @@ def test_graphiql_renders_and_runs_a_query_in_chromium_offline(live: GraphQL, db
     assert want, "no release in the database to show"
     for info in want:
         assert re.search(rf'"version":\s*{info.version}\b', shown), (info.version, shown[:500])
-    assert shown.count('"status"') == len(want)
+    data, _, extensions = shown.partition('"extensions"')
+    assert data.count('"status"') == len(want)
+    assert '"provenance"' in extensions  # every answer names what it read
