@@ -23,6 +23,7 @@ from cgraph.load import load_release
 from graph.driver import Database
 from graph.settings import ConnectionSettings
 from loaders.synth import generate
+from snapshot import diff
 from tests.api.conftest import GraphQL, LiveServer
 from tests.expected import expected_release
 from tests.helpers import drop_releases
@@ -115,7 +116,10 @@ def test_by_type_equals_pandas(server: LiveServer, inputs: dict[int, Any]) -> No
     assert [(key(r["preType"]), key(r["postType"])) for r in got] == sorted(found)
 
 
-def test_edges_page_through_every_change(server: LiveServer, inputs: dict[int, Any]) -> None:
+@pytest.mark.parametrize("window", [512, 3])  # one window per page, and many (doubling)
+def test_edges_page_through_every_change(server: LiveServer, inputs: dict[int, Any],
+                                         window: int, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setattr(diff, "WINDOW_CELLS", window)  # the server runs in this process
     want = pandas_diff(inputs[V1], inputs[V2])
     gql = GraphQL(server, "uvicorn")
     for change in ("ADDED", "CHANGED", None):
@@ -135,7 +139,11 @@ def test_edges_page_through_every_change(server: LiveServer, inputs: dict[int, A
         assert [r["change"].lower() for r in rows] == w.change.tolist()
 
 
-def test_stability_equals_a_pandas_join_over_the_releases(server: LiveServer, inputs: dict[int, Any]) -> None:  # fmt: skip
+@pytest.mark.parametrize("window", [512, 5])
+def test_stability_equals_a_pandas_join_over_the_releases(
+    server: LiveServer, inputs: dict[int, Any], window: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(diff, "WINDOW_CELLS", window)
     frames = [edges_of(inputs[v]).rename(columns={"synapses": f"s{i}"})
               for i, v in enumerate(VS)]  # fmt: skip
     j = reduce(lambda x, y: x.merge(y, on=["pre", "post"], how="outer"), frames)

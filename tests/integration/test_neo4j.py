@@ -32,7 +32,7 @@ def test_schema_is_idempotent(db: Database) -> None:
     db.call(ensure_release_schema, 990001)
     names = {r["name"] for r in db.read("SHOW INDEXES YIELD name RETURN name")}
     assert {"cell_dataset_nucleus_id", "cell_nucleus_id_lookup", "release_version",
-            "cell_root_id_v990001"} <= names  # fmt: skip
+            "cell_position", "cell_root_id_v990001"} <= names  # fmt: skip
     constraints = db.read("SHOW CONSTRAINTS YIELD name, type, properties "
                           "RETURN name, type, properties")  # fmt: skip
     assert {"name": "cell_dataset_nucleus_id", "type": "UNIQUENESS",
