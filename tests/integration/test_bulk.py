@@ -215,10 +215,12 @@ def assert_holds(conn: ConnectionSettings, snaps: list[Snapshot]) -> None:
         if "timestamp" in props:
             props["timestamp"] = props["timestamp"].to_native()
         assert typed(props) == typed(want_rel[v]), v
-    want_indexes = {"cell_dataset_nucleus_id", "cell_nucleus_id_lookup", "release_version",
-                    "cell_position"} | {
-        f"cell_{stem}_v{s.version}" for s in snaps for stem in ("root_id", "cell_type")
-    }
+    want_indexes = {
+        "cell_dataset_nucleus_id",
+        "cell_nucleus_id_lookup",
+        "release_version",
+        "cell_position",
+    } | {f"cell_{stem}_v{s.version}" for s in snaps for stem in ("root_id", "cell_type")}
     assert want_indexes <= set(got["indexes"])
     assert all(got["indexes"][n] == "ONLINE" for n in want_indexes)
 
