@@ -16,7 +16,9 @@ import pyarrow.parquet as pq
 from api.export import Batches, encode, partner_export, release_export, synapse_export
 from api.export import release_snapshot as release_export_snapshot
 from core.errors import BadRequest
+from snapshot.diff import diff_totals, stream_changes
 from snapshot.provenance import provenance, with_provenance
+from snapshot.query import export_timeout
 from snapshot.wiring import CLASSIFICATIONS, type_connectivity
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["parquet", "arrow"]),
@@ -148,3 +150,26 @@ def export_wiring(version: int, classification: str, min_synapses: int, bbox_nm:
     finally:
         part.unlink(missing_ok=True)
     click.echo(f"{table.num_rows:,} type pairs -> {out}")
+
+
+@export_cmd.command("diff")
+@click.argument("from_version", type=click.IntRange(min=0))
+@click.argument("to_version", type=click.IntRange(min=0))
+@click.option("--change", "changes", multiple=True,
+              type=click.Choice(["added", "removed", "changed", "unchanged"]),
+              help="Kinds of change to write (repeatable). Default: added, removed, changed.")  # fmt: skip
+@click.option("--min-synapses", type=click.IntRange(min=1), default=1, show_default=True)
+@_OUT
+@_FORMAT
+def export_diff(from_version: int, to_version: int, changes: tuple[str, ...], min_synapses: int,
+                out: Path, fmt: str | None) -> None:  # fmt: skip
+    """The edges that changed between two releases (pre, post, before, after, change), from
+    their snapshots, in (pre, post) order; prints the totals first."""
+    if from_version == to_version:
+        raise BadRequest(f"FROM_VERSION and TO_VERSION are both {from_version}")
+    a, b = release_export_snapshot(from_version), release_export_snapshot(to_version)
+    totals = diff_totals(a, b, min_synapses, seconds=export_timeout())
+    click.echo(", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in totals.items()))
+    schema, batches = stream_changes(a, b, min_synapses=min_synapses,
+                                     changes=changes or ("added", "removed", "changed"))  # fmt: skip
+    _write((with_provenance(schema, a, b), batches), out, fmt)

@@ -21,7 +21,7 @@ Every value is a ``?`` parameter; the SQL text is built only from fixed pieces, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from core.budget import Deadline
 from core.errors import BadRequest, DatasetMismatch, QueryTimeout
 from snapshot.layout import CELLS, EDGES, Snapshot, snapshot_dataset
-from snapshot.query import query_timeout, run
+from snapshot.query import query_timeout, run, stream
 from snapshot.wiring import CLASSIFICATIONS, check_classification
 
 CHANGES = ("added", "removed", "changed", "unchanged")
@@ -194,6 +194,21 @@ def diff_edges(
     if not parts:  # after the last cell
         return EDGE_PAGE_SCHEMA.empty_table()
     return pa.concat_tables([p.cast(EDGE_PAGE_SCHEMA) for p in parts]).slice(0, limit)
+
+
+def stream_changes(
+    a: Snapshot, b: Snapshot, *, min_synapses: int = 1, changes: Sequence[str] = CHANGES[:3],
+    batch_rows: int = 1 << 16,
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:  # fmt: skip
+    """Every edge of the given kinds of change (default: added, removed, changed) in (pre, post)
+    order, streamed in record batches (memory: one batch; time: the export timeout)."""
+    bad = [c for c in changes if c not in CHANGES]
+    if bad or not changes:
+        raise BadRequest(f"changes must be some of {', '.join(CHANGES)}, got {list(changes)}")
+    joined, params = _joined(a, b, min_synapses)
+    marks = ", ".join("?" * len(changes))
+    sql = f"SELECT * FROM ({joined}) d WHERE change IN ({marks}) ORDER BY pre, post"  # noqa: S608
+    return stream(sql, [*params, *changes], batch_rows=batch_rows)
 
 
 def _stability_from(

@@ -8,13 +8,18 @@ proofreading) and 18924 (another dataset).
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from collections.abc import Iterator
 from functools import reduce
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from api.client import BadRequestError, ConnectomeClient
@@ -30,6 +35,7 @@ from tests.helpers import drop_releases
 
 V1, V2, V3, V_OTHER = 18921, 18922, 18923, 18924
 VS = (V1, V2, V3)
+CGRAPH = str(Path(sys.executable).parent / "cgraph")
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +218,24 @@ def test_client_release_diff_frames(server: LiveServer, inputs: dict[int, Any]) 
     assert (edges.after == 0).all() and edges.before.tolist() == r.synapses_a.astype(int).tolist()
     assert types[["added", "removed", "changed", "unchanged"]].to_numpy().sum() == len(want)
     assert edges.attrs["provenance"]["releases"][-1]["version"] == V3
+
+
+def test_cli_exports_the_changed_edges(inputs: dict[int, Any], tmp_path: Path,
+                                       cli_env: dict[str, str]) -> None:  # fmt: skip
+    want = pandas_diff(inputs[V1], inputs[V3], 2)
+    out = tmp_path / "d.parquet"
+    r = subprocess.run([CGRAPH, "export", "diff", str(V1), str(V3), "--min-synapses", "2",
+                        "--change", "added", "--change", "changed", "--out", str(out)],
+                       env=cli_env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    counts = want.change.value_counts()
+    assert f"added {int(counts['added']):,}, removed {int(counts['removed']):,}" in r.stdout
+    got = pd.read_parquet(out)
+    w = want[want.change.isin(["added", "changed"])]
+    assert list(zip(got.pre, got.post, got.change, strict=True)) == list(
+        zip(w.pre, w.post, w.change, strict=True))  # fmt: skip
+    meta = json.loads(pq.read_schema(out).metadata[b"cgraph.provenance"])
+    assert [e["version"] for e in meta["releases"]] == [V1, V3]
+    r = subprocess.run([CGRAPH, "export", "diff", str(V1), str(V_OTHER), "--out", str(tmp_path / "x")],
+                       env=cli_env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode != 0 and "elsewhere" in r.stderr and not (tmp_path / "x").exists()
