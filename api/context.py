@@ -35,6 +35,7 @@ class Context:
     #: releases whose data this request read (the provenance extension reports them), with the
     #: digest of the snapshot read when the answer came from one
     read: dict[int, str | None] = field(default_factory=dict)
+    snapshots: dict[int, Snapshot] = field(default_factory=dict)  # the snapshots it read
     prefetched: dict[Any, asyncio.Future[Any]] = field(default_factory=dict)  # api.partners
 
     def __post_init__(self) -> None:
@@ -92,7 +93,12 @@ class Context:
         read by this request."""
         snap = release_snapshot(version)
         self.read[snap.version] = snap.digest
+        self.snapshots[snap.version] = snap
         return snap
+
+    def releases_known(self, version: int) -> bool:
+        """Whether this request already holds the release's node (no further read needed)."""
+        return self.releases.cache_map.get(version) is not None
 
     def prime_cells(self, records: Sequence[CellRecord]) -> None:
         for r in records:

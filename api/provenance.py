@@ -26,16 +26,16 @@ from strawberry.extensions import SchemaExtension
 
 from api.context import Context
 from graph.releases import ReleaseInfo
-from snapshot.provenance import software
+from snapshot.layout import Snapshot
+from snapshot.provenance import snapshot_entry, software
 
 log = logging.getLogger(__name__)
 
 
 def release_entry(version: int, info: ReleaseInfo | None, digest: str | None) -> dict[str, Any]:
-    """One release as provenance lists it (``digest``: the snapshot actually read, if any)."""
-    if info is None:  # read from a snapshot only (no Release node on this server)
-        return {"version": version, "dataset": None, "timestamp": None, "loadedAt": None,
-                "status": None, "snapshot": digest}  # fmt: skip
+    """One release as provenance lists it, from its Release node (``digest``: the snapshot
+    actually read, if any)."""
+    assert info is not None
     return {
         "version": version,
         "dataset": info.dataset,
@@ -46,20 +46,42 @@ def release_entry(version: int, info: ReleaseInfo | None, digest: str | None) ->
     }
 
 
+def snapshot_only_entry(snap: Snapshot) -> dict[str, Any]:
+    """A release read from its snapshot alone: what the manifest says (no Neo4j asked)."""
+    e = snapshot_entry(snap)
+    return {"version": e["version"], "dataset": e["dataset"], "timestamp": e["timestamp"],
+            "loadedAt": None, "status": None, "snapshot": e["snapshot"],
+            "snapshotCreatedAt": e["snapshotCreatedAt"]}  # fmt: skip
+
+
 async def provenance_of(ctx: Context) -> dict[str, Any]:
-    versions = sorted(ctx.read)
-    infos: list[ReleaseInfo | None] = [None] * len(versions)
-    if versions:
+    """Releases read through Neo4j come from their Release nodes (one batched read, usually
+    cached by the request already); releases read from their snapshot alone are described by
+    the snapshot's manifest, so an answer that never needed Neo4j never waits for it."""
+    entries: dict[int, dict[str, Any]] = {}
+    ask = []
+    for v in ctx.read:
+        snap = ctx.snapshots.get(v)
+        if snap is not None and v not in ctx.complete and not ctx.releases_known(v):
+            entries[v] = snapshot_only_entry(snap)
+        else:
+            ask.append(v)
+    if ask:
         try:
-            infos = list(await ctx.releases.load_many(versions))
+            infos = await ctx.releases.load_many(ask)
         except Exception as exc:  # noqa: BLE001 - the answer stands; say what is missing
-            log.warning("provenance: releases %s could not be looked up: %s", versions, exc)
-    return {
-        "software": software(),
-        "releases": [
-            release_entry(v, i, ctx.read[v]) for v, i in zip(versions, infos, strict=True)
-        ],
-    }
+            log.warning("provenance: releases %s could not be looked up: %s", ask, exc)
+            infos = [None] * len(ask)
+        for v, info in zip(ask, infos, strict=True):
+            snap = ctx.snapshots.get(v)
+            if info is not None:
+                entries[v] = release_entry(v, info, ctx.read[v])
+            elif snap is not None:
+                entries[v] = snapshot_only_entry(snap)
+            else:
+                entries[v] = {"version": v, "dataset": None, "timestamp": None,
+                              "loadedAt": None, "status": None, "snapshot": None}  # fmt: skip
+    return {"software": software(), "releases": [entries[v] for v in sorted(entries)]}
 
 
 class Provenance(SchemaExtension):

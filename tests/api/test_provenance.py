@@ -141,3 +141,22 @@ def test_wiring_csv_export_has_a_provenance_file_beside_it(
     assert r.returncode == 0, r.stderr
     side = json.loads((tmp_path / "w.csv.provenance.json").read_text())
     assert _release(side)["snapshot"] == _manifest_sha(V)
+
+
+def test_a_snapshot_only_answer_describes_the_snapshot_without_neo4j(loaded: None) -> None:
+    """A server whose Neo4j is unreachable still answers snapshot fields, and their provenance
+    comes from the manifest (the lookup would otherwise wait for the dead database)."""
+    s = LiveServer(ApiSettings(), ConnectionSettings(uri="bolt://127.0.0.1:9"))
+    try:
+        body = GraphQL(s, "uvicorn").post(
+            "query($v: Int!) { typeConnectivity(version: $v) { edges } }", v=V
+        )
+    finally:
+        s.close()
+    assert not body.get("errors"), body
+    r = _release(body["extensions"]["provenance"])
+    assert r["snapshot"] == _manifest_sha(V) and r["loadedAt"] is None
+    (manifest,) = [json.loads((p / "manifest.json").read_text())
+                   for p in snapshots_dir(data_dir()).glob(f"v{V}*")]  # fmt: skip
+    assert datetime.fromisoformat(r["timestamp"]) in (STAMP_A, STAMP_B)
+    assert r["timestamp"] == manifest["timestamp"]
