@@ -13,7 +13,7 @@ from api.pagination import check_first, decode_cursor, encode_cursor, parse_root
 from api.settings import DEFAULT_PAGE, MAX_PAGE
 from api.types import CtxInfo, PageInfo
 from core.errors import BadRequest, LimitExceeded
-from snapshot.query import SynapseQuery, open_store, query_synapses, run, synapse_sql
+from snapshot.query import SynapseQuery, open_store, plan_synapses, query_synapses, run
 
 FIRST_DOC = f"Page size, at most {MAX_PAGE} (more answers LIMIT_EXCEEDED)."
 
@@ -143,9 +143,9 @@ class SynapseConnection:
     @strawberry.field(description="Synapses matching the filters, all pages (one extra read).")
     async def total_count(self, info: CtxInfo) -> int:
         snap = info.context.snapshot(self.version)
-        store = open_store(snap)
-        sql, params = synapse_sql(snap, store, self.query, columns=["id"])
-        table = await asyncio.to_thread(run, f"SELECT count(*) FROM ({sql}) t", params)
+        sql, params, tables = plan_synapses(snap, self.query, {"columns": ["id"]})
+        count = f"SELECT count(*) FROM ({sql}) t"
+        table = await asyncio.to_thread(run, count, params, tables=tables)
         return int(table.column(0)[0].as_py())
 
 

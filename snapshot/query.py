@@ -22,12 +22,14 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -207,10 +209,16 @@ class _Guard:
         return exc
 
 
-def run(sql: str, params: Sequence[Any], *, seconds: float | None = None) -> pa.Table:
-    """Run one read; the whole answer as an Arrow table, or QueryTimeout."""
+def run(
+    sql: str, params: Sequence[Any], *, seconds: float | None = None,
+    tables: Mapping[str, pa.Table] | None = None,
+) -> pa.Table:  # fmt: skip
+    """Run one read; the whole answer as an Arrow table, or QueryTimeout. ``tables``: Arrow
+    tables the statement reads by name (registered on its cursor only)."""
     budget = query_timeout() if seconds is None else seconds
     cur = engine().cursor()
+    for name, table in (tables or {}).items():
+        cur.register(name, table)
     guard = _Guard(cur, budget)
     try:
         return cur.sql(sql, params=list(params)).to_arrow_table()
@@ -223,12 +231,14 @@ def run(sql: str, params: Sequence[Any], *, seconds: float | None = None) -> pa.
 
 def stream(
     sql: str, params: Sequence[Any], *, batch_rows: int = DEFAULT_BATCH_ROWS,
-    seconds: float | None = None,
+    seconds: float | None = None, tables: Mapping[str, pa.Table] | None = None,
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:  # fmt: skip
     """Run one read and stream its answer in record batches of at most ``batch_rows`` rows
     (memory stays bounded by the batch size). The schema is known before the first batch."""
     budget = export_timeout() if seconds is None else seconds
     cur = engine().cursor()
+    for name, table in (tables or {}).items():
+        cur.register(name, table)
     guard = _Guard(cur, budget)
     try:
         reader = cur.sql(sql, params=list(params)).to_arrow_reader(batch_rows)
@@ -443,13 +453,19 @@ def synapse_sql(
     order_by_id: bool = False,
     limit: int | None = None,
     offset: int = 0,
+    source: str | None = None,
 ) -> tuple[str, list[Any]]:
     """SELECT of a synapse query. Rows come in store order (post root, id) unless
-    ``order_by_id`` (always when paging: ``after_id``, ``limit``, ``offset``)."""
+    ``order_by_id`` (always when paging: ``after_id``, ``limit``, ``offset``). ``source``:
+    :data:`NARROWED` to read the rows :func:`narrowed` gave instead of the whole file."""
     check_page(limit, offset)
     where, params = where_clause(snap, store, q)
-    sql = f"SELECT {select_list(store, columns)} FROM read_parquet(?) WHERE {where}"
-    params = [str(store.path), *params]
+    if source is None:
+        sql = f"SELECT {select_list(store, columns)} FROM read_parquet(?) WHERE {where}"
+        params = [str(store.path), *params]
+    else:
+        assert source == NARROWED  # a fixed name, never the caller's text
+        sql = f"SELECT {select_list(store, columns)} FROM {NARROWED} WHERE {where}"  # noqa: S608
     if after_id is not None:
         sql += " AND id > ?"
         params.append(int(after_id))
@@ -471,19 +487,83 @@ def paged(
     return sql, params
 
 
+#: the name a narrowed read registers its rows under (see :func:`narrowed`)
+NARROWED = "narrowed_store_rows"
+#: a query touching more row groups than this reads the file through DuckDB instead
+NARROW_MAX_GROUPS = 64
+_footers: dict[str, tuple[pq.FileMetaData, npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+
+
+def _footer(store: Store) -> tuple[pq.FileMetaData, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The store's footer and each row group's min/max post root (cached per file)."""
+    key = str(store.path)
+    with _stores_lock:
+        hit = _footers.get(key)
+    if hit is not None:
+        return hit
+    md = pq.ParquetFile(store.path).metadata
+    ci = md.schema.to_arrow_schema().get_field_index("post_pt_root_id")
+    stats = [md.row_group(i).column(ci).statistics for i in range(md.num_row_groups)]
+    if any(st is None or not st.has_min_max for st in stats):
+        lo = hi = np.empty(0, dtype=np.int64)  # no statistics: never narrowed
+    else:
+        lo = np.array([st.min for st in stats], dtype=np.int64)
+        hi = np.array([st.max for st in stats], dtype=np.int64)
+    with _stores_lock:
+        _footers[key] = (md, lo, hi)
+    return md, lo, hi
+
+
+def narrowed(snap: Snapshot, store: Store, q: SynapseQuery) -> pa.Table | None:
+    """The rows of the row groups that can hold the query's post roots, read with pyarrow
+    (the store is sorted by post root, so a cell's inputs lie in one or two row groups), or
+    None when the query has no post-side filter or touches many row groups. DuckDB then runs
+    the same statement over these rows: on a v117-sized store (5,147 row groups) this skips
+    its scan set-up over every row group (bench/results/synapses_full.md: 122 ms a cell
+    lookup through read_parquet), which costs more than reading the one or two groups."""
+    if q.post_root_ids is None and q.post_nucleus_ids is None:
+        return None
+    md, lo, hi = _footer(store)
+    if lo.size == 0 or not (np.all(lo[1:] >= lo[:-1]) and np.all(hi[1:] >= hi[:-1])):
+        return None
+    ids = set(q.post_root_ids or ())
+    if q.post_nucleus_ids:
+        ids.update(roots_of_nuclei(snap, q.post_nucleus_ids))
+    want = np.array(sorted(ids), dtype=np.int64)
+    first = np.searchsorted(hi, want, side="left")
+    last = np.searchsorted(lo, want, side="right")
+    groups = sorted({g for a, b in zip(first, last, strict=True) for g in range(int(a), int(b))})
+    if len(groups) > NARROW_MAX_GROUPS:
+        return None
+    f = pq.ParquetFile(store.path, metadata=md)
+    table = f.read_row_groups(groups) if groups else f.schema_arrow.empty_table()
+    i = table.schema.get_field_index("outcome")
+    if pa.types.is_dictionary(table.schema.field(i).type):  # as DuckDB reads the file
+        table = table.set_column(i, "outcome", table.column(i).cast(pa.string()))
+    return table
+
+
+def plan_synapses(snap: Snapshot, q: SynapseQuery, kw: dict[str, Any]) -> tuple[str, list[Any], dict[str, pa.Table]]:  # fmt: skip
+    store = open_store(snap)
+    rows = narrowed(snap, store, q)
+    if rows is None:
+        sql, params = synapse_sql(snap, store, q, **kw)
+        return sql, params, {}
+    sql, params = synapse_sql(snap, store, q, source=NARROWED, **kw)
+    return sql, params, {NARROWED: rows}
+
+
 def query_synapses(snap: Snapshot, q: SynapseQuery, **kw: Any) -> pa.Table:
     """The synapses matching ``q`` as one Arrow table (see :func:`synapse_sql` for ``kw``)."""
-    store = open_store(snap)
-    sql, params = synapse_sql(snap, store, q, **kw)
-    return run(sql, params)
+    sql, params, tables = plan_synapses(snap, q, kw)
+    return run(sql, params, tables=tables)
 
 
 def stream_synapses(
     snap: Snapshot, q: SynapseQuery, *, batch_rows: int = DEFAULT_BATCH_ROWS, **kw: Any
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    store = open_store(snap)
-    sql, params = synapse_sql(snap, store, q, **kw)
-    return stream(sql, params, batch_rows=batch_rows)
+    sql, params, tables = plan_synapses(snap, q, kw)
+    return stream(sql, params, batch_rows=batch_rows, tables=tables)
 
 
 def store_metadata(store: Store) -> dict[bytes, bytes]:

@@ -253,3 +253,35 @@ def test_pinky100_store_equals_the_source_file(shared_data: Path, tmp_path: Path
             for c in ("pre_pt_root_id", "post_pt_root_id", "size", "spine_vol_um3",
                       *(f"{s}_{a}" for s in POS for a in "xyz")):  # fmt: skip
                 assert got[c].tolist() == want[c].tolist(), c
+
+
+def test_a_narrowed_read_equals_the_whole_file_scan(
+    release: tuple[Snapshot, pd.DataFrame, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Post-side lookups read only the row groups that can hold their roots (pyarrow, the
+    footer's statistics) and answer exactly what DuckDB's scan of the whole file answers."""
+    import pyarrow.parquet as pq
+
+    from snapshot import query
+
+    snap, nuclei, syn = release
+    store = open_store(snap)
+    groups = pq.ParquetFile(store.path).metadata.num_row_groups
+    roots = sorted(set(syn.post_pt_root_id))[::7][:40]  # fragments and cells, across groups
+    cases = [{"post_root_ids": [r]} for r in roots[:25]]
+    cases += [{"post_root_ids": roots, "include_dropped": False},
+              {"post_nucleus_ids": [int(n) for n in nuclei.id.iloc[:6]], "pre_root_ids": roots[:20]},
+              {"post_root_ids": [123456789]}]  # fmt: skip
+    for kw in cases:
+        q = SynapseQuery.of(**kw)  # type: ignore[arg-type]
+        rows = query.narrowed(snap, store, q)
+        assert rows is not None
+        if len(kw.get("post_root_ids") or ()) == 1:  # one root: one or two row groups
+            assert rows.num_rows <= 2 * 500, kw
+        got = query_synapses(snap, q, order_by_id=True)
+        with monkeypatch.context() as mp:
+            mp.setattr(query, "NARROW_MAX_GROUPS", -1)  # never narrowed: the whole file
+            assert query.narrowed(snap, store, q) is None
+            want = query_synapses(snap, q, order_by_id=True)
+        assert got.equals(want), kw
+    assert groups >= 8
