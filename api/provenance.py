@@ -32,10 +32,9 @@ from snapshot.provenance import snapshot_entry, software
 log = logging.getLogger(__name__)
 
 
-def release_entry(version: int, info: ReleaseInfo | None, digest: str | None) -> dict[str, Any]:
+def release_entry(version: int, info: ReleaseInfo, digest: str | None) -> dict[str, Any]:
     """One release as provenance lists it, from its Release node (``digest``: the snapshot
     actually read, if any)."""
-    assert info is not None
     return {
         "version": version,
         "dataset": info.dataset,

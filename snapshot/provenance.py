@@ -43,8 +43,3 @@ def with_provenance(schema: pa.Schema, *snaps: Snapshot) -> pa.Schema:
     meta = dict(schema.metadata or {})
     meta[METADATA_KEY] = json.dumps(provenance(snaps), sort_keys=True).encode()
     return schema.with_metadata(meta)
-
-
-def read_provenance(schema: pa.Schema) -> dict[str, Any] | None:
-    raw = (schema.metadata or {}).get(METADATA_KEY)
-    return None if raw is None else dict(json.loads(raw))

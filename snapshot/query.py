@@ -504,11 +504,12 @@ def _footer(store: Store) -> tuple[pq.FileMetaData, npt.NDArray[np.int64], npt.N
     md = pq.ParquetFile(store.path).metadata
     ci = md.schema.to_arrow_schema().get_field_index("post_pt_root_id")
     stats = [md.row_group(i).column(ci).statistics for i in range(md.num_row_groups)]
-    if any(st is None or not st.has_min_max for st in stats):
-        lo = hi = np.empty(0, dtype=np.int64)  # no statistics: never narrowed
-    else:
-        lo = np.array([st.min for st in stats], dtype=np.int64)
-        hi = np.array([st.max for st in stats], dtype=np.int64)
+    lo = hi = np.empty(0, dtype=np.int64)  # no statistics or not sorted: never narrowed
+    if all(st is not None and st.has_min_max for st in stats):
+        mins = np.array([st.min for st in stats], dtype=np.int64)
+        maxs = np.array([st.max for st in stats], dtype=np.int64)
+        if np.all(mins[1:] >= mins[:-1]) and np.all(maxs[1:] >= maxs[:-1]):
+            lo, hi = mins, maxs
     with _stores_lock:
         _footers[key] = (md, lo, hi)
     return md, lo, hi
@@ -524,7 +525,7 @@ def narrowed(snap: Snapshot, store: Store, q: SynapseQuery) -> pa.Table | None:
     if q.post_root_ids is None and q.post_nucleus_ids is None:
         return None
     md, lo, hi = _footer(store)
-    if lo.size == 0 or not (np.all(lo[1:] >= lo[:-1]) and np.all(hi[1:] >= hi[:-1])):
+    if lo.size == 0:
         return None
     ids = set(q.post_root_ids or ())
     if q.post_nucleus_ids:
