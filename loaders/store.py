@@ -48,6 +48,7 @@ class StoreBuilder:
         self._spill: Path | None = None
         self._flushes = 0
         self._pending: Future[None] | None = None  # the spill being written, in a thread
+        self._spilled: dict[int, list[Path]] = {}  # partition -> its spill files, in order
         self._pool: ThreadPoolExecutor | None = None
         self.spilled_bytes = 0
         self.rows = 0
@@ -130,6 +131,7 @@ class StoreBuilder:
     def _write_all(self, jobs: list[tuple[Path, list[pa.Table]]]) -> None:
         for path, tables in jobs:
             self._write(path, tables)
+            self._spilled.setdefault(int(path.name[1:6]), []).append(path)
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -139,16 +141,16 @@ class StoreBuilder:
     # ------------------------------------------------------------------ write phase
 
     def _files(self, p: int) -> list[Path]:
+        """Partition ``p``'s spill files, oldest first (kept in a list: a glob per partition
+        would list the whole folder, ~10k files at the v117 shape, each time)."""
         self._wait()
-        if self._spill is None:
-            return []
-        return sorted(self._spill.glob(f"p{p:05d}.*.arrow"))
+        return list(self._spilled.get(p, ()))
 
     def _load(self, p: int, schema: pa.Schema) -> pa.Table:
         tables = [_read(f, schema) for f in self._files(p)]
         tables += [t.cast(schema) for t in self._parts[p]]
         self._parts[p] = []
-        for f in self._files(p):
+        for f in self._spilled.pop(p, ()):
             f.unlink()
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
@@ -183,6 +185,7 @@ class StoreBuilder:
             sub.add(table if order is None else take_rows(table, order), offsets)
             if isinstance(t, Path):
                 t.unlink()
+        self._spilled.pop(p, None)
         self._parts[p] = []
         sub._flush()
         return sub.iter_tables(schema, ids_ascending=self.ids_ascending)
@@ -212,6 +215,7 @@ class StoreBuilder:
             self._pool.shutdown()
             self._pool = None
         self._parts = [[] for _ in self._parts]
+        self._spilled = {}
         if self._spill is not None:
             shutil.rmtree(self._spill, ignore_errors=True)
             self._spill = None

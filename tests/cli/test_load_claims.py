@@ -206,9 +206,10 @@ def test_finish_refuses_counts_the_graph_does_not_hold(
     snap, _ = aggregate_to_snapshot(v, nuclei=Path(args[1]), synapses=Path(args[3]))
     c = releases.Claim(v)
     db.call(releases.begin_load, v, None, replace=False, claim_of=c)
+    nodes: releases.NodeIds = {}
     for rows in releases.cell_rows(snap):
-        db.call(releases.write_cells, v, rows)
-    for groups in releases.edge_rows(snap):
+        db.call(releases.write_cells, v, rows, node_ids=nodes)
+    for groups in releases.edge_rows(snap, nodes):
         db.call(releases.write_edges, v, groups)
     db.write(f"MATCH ()-[r:SYNAPSE_V{v}]->() WITH r LIMIT 1 DELETE r")
     counts = {k: snap.counts[k] for k in ("cells", "edges")}

@@ -113,6 +113,12 @@ def test_bounding_box_equals_a_pandas_mask(release: tuple[Snapshot, pd.DataFrame
     p = [int(row[f"post_pt_position_{a}"]) for a in "xyz"]
     got = _got(snap, bounding_box=[p, p])
     assert int(row.id) in set(got.id) or row.pre_pt_root_id == row.post_pt_root_id
+    # fractional corners on integer voxels: the same rows as the mask of the numbers as given
+    frac = [[v - 0.5 for v in p], [v + 0.25 for v in p]]
+    _same(_got(snap, bounding_box=frac), expected_synapses(syn, bounding_box=frac))
+    off = [[v + 0.5 for v in p], [v + 0.75 for v in p]]  # between two voxels: nothing
+    assert len(expected_synapses(syn, bounding_box=off)) == 0
+    assert len(_got(snap, bounding_box=off)) == 0
 
 
 def test_post_root_lookup_reads_few_row_groups(release: tuple[Snapshot, pd.DataFrame, pd.DataFrame]) -> None:  # fmt: skip
