@@ -380,7 +380,8 @@ RETURN row.nucleus_id AS n, elementId(c) AS e
 """
 
 #: nucleus ID -> elementId of its Cell node, filled by write_cells: edges are then written
-#: by node lookups instead of two index seeks each (measured on 2 cores: ~1.5x edges/s)
+#: by node lookups instead of two index seeks each (2 cores: ~1.25x edges/s on a mid-sized
+#: release, ~1.1x at v117; bench/results/load_full.md)
 NodeIds = dict[int, str]
 
 

@@ -118,7 +118,7 @@ class StoreBuilder:
         written in a thread (Arrow compresses without the GIL) while the next rows come in;
         at most one flush is in flight."""
         d = self._dir()
-        jobs = [(d / f"p{p:05d}.{self._flushes:06d}.arrow", tables)
+        jobs = [(p, d / f"p{p:05d}.{self._flushes:06d}.arrow", tables)
                 for p, tables in enumerate(self._parts) if tables]  # fmt: skip
         self._parts = [[] for _ in self._parts]
         self._flushes += 1
@@ -128,10 +128,10 @@ class StoreBuilder:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-spill")
         self._pending = self._pool.submit(self._write_all, jobs)
 
-    def _write_all(self, jobs: list[tuple[Path, list[pa.Table]]]) -> None:
-        for path, tables in jobs:
+    def _write_all(self, jobs: list[tuple[int, Path, list[pa.Table]]]) -> None:
+        for p, path, tables in jobs:
             self._write(path, tables)
-            self._spilled.setdefault(int(path.name[1:6]), []).append(path)
+            self._spilled.setdefault(p, []).append(path)
 
     def _wait(self) -> None:
         if self._pending is not None:

@@ -373,8 +373,8 @@ def _box(value: Sequence[Sequence[float]]) -> Box:
 def _bounds(typ: pa.DataType, lo: float, hi: float) -> tuple[float, float] | tuple[int, int]:
     """An inclusive range on a column of type ``typ``: on integer positions, the integers
     ceil(lo)..floor(hi) (the same rows; DuckDB then compares the column as it is and pushes
-    the filter into the Parquet scan instead of casting every value to DOUBLE: ~1.3x at the
-    v117 shape)."""
+    the filter into the Parquet scan instead of casting every value to DOUBLE; ~1.25x on a
+    24M-row store, ad hoc)."""
     if pa.types.is_integer(typ):
         return math.ceil(lo), math.floor(hi)
     return lo, hi
