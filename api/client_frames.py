@@ -30,27 +30,30 @@ ATTRIBUTION = ["pre_nucleus_id", "post_nucleus_id", "outcome"]
 
 
 class IterFile(io.RawIOBase):
-    """A readable file over an iterator of byte chunks (an HTTP body)."""
+    """A readable file over an iterator of byte chunks (an HTTP body). Chunks are consumed
+    through a memoryview: a read copies what it returns once, never the rest of the chunk."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self.chunks = chunks
-        self.buf = b""
+        self.buf = memoryview(b"")
 
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
+    def _fill(self) -> bool:
+        while not self.buf:
+            try:
+                self.buf = memoryview(next(self.chunks))
+            except StopIteration:
+                return False
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
         """Exactly ``size`` bytes unless the body ends first (pyarrow takes a short read for
-        the end of the stream)."""
+        the end of the stream); everything left for a negative or no ``size``."""
+        want = -1 if size is None or size < 0 else size
         parts = []
-        want = size
-        while want != 0:
-            if not self.buf:
-                try:
-                    self.buf = next(self.chunks)
-                except StopIteration:
-                    break
-                continue
+        while want != 0 and self._fill():
             take = self.buf if want < 0 else self.buf[:want]
             self.buf = self.buf[len(take) :]
             parts.append(take)
@@ -59,11 +62,8 @@ class IterFile(io.RawIOBase):
         return b"".join(parts)
 
     def readinto(self, b: Any) -> int:
-        while not self.buf:
-            try:
-                self.buf = next(self.chunks)
-            except StopIteration:
-                return 0
+        if not self._fill():
+            return 0
         n = min(len(b), len(self.buf))
         b[:n] = self.buf[:n]
         self.buf = self.buf[n:]

@@ -43,7 +43,9 @@ class Context:
 
         async def load_cells(keys: Sequence[tuple[str, int]]) -> list[CellRecord | None]:
             cells, complete = await queries.get_cells(adb, keys)
-            self.complete.update(complete)
+            for info in complete:  # provenance then needs no read of its own
+                self.releases.prime(info.version, info)
+            self.complete.update(info.version for info in complete)
             return cells
 
         async def load_releases(versions: Sequence[int]) -> list[ReleaseInfo | None]:

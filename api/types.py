@@ -16,7 +16,7 @@ from api.partners import fetch, partner_request
 from api.settings import DEFAULT_PAGE, MAX_PAGE
 from core.criteria import CellCriteria
 from core.errors import DatasetMismatch
-from core.model import check_version, prop
+from core.model import check_version
 from graph import queries, space
 from graph.queries import CellRecord, Change, Direction, PartnerOrder
 from graph.releases import ReleaseInfo
@@ -284,7 +284,7 @@ class Cell:
 
 @strawberry.type(description="A cell-to-cell connection seen from one of its cells.")
 class Partner:
-    cell: Cell
+    row: strawberry.Private[queries.Partner]
     nucleus_id: int = strawberry.field(description="The partner's nucleus ID (= cell.nucleusId).")
     root_id: str | None = strawberry.field(
         description="The partner's root ID in the release of the page (= cell.rootId(version))."
@@ -299,6 +299,10 @@ class Partner:
     version: strawberry.Private[int]
     pre: strawberry.Private[int]
     post: strawberry.Private[int]
+
+    @strawberry.field(description="The partner cell.")
+    def cell(self) -> Cell:  # made when asked: a page of 1,000 partners rarely selects it
+        return Cell(record=self.row.cell)
 
     @strawberry.field(
         description="Per-synapse sizes, by synapse ID (from the release snapshot; empty when "
@@ -316,7 +320,7 @@ class Partner:
     @strawberry.field(description="A Neuroglancer link to the edge: both cells selected, its "
                                   "synapses as annotation points.")  # fmt: skip
     async def neuroglancer_url(self, info: CtxInfo) -> str:
-        return await neuroglancer.edge_url(info.context, self.version, self.cell.record.dataset,
+        return await neuroglancer.edge_url(info.context, self.version, self.row.dataset,
                                            self.pre, self.post)  # fmt: skip
 
     @strawberry.field
@@ -367,30 +371,27 @@ async def _partners(
         **args,
     )
     page = await fetch(info.context, req)
-    other = next((p.cell.dataset for p in page.partners if p.cell.dataset != cell.dataset), None)
+    mine = cell.dataset
+    other = next((p.dataset for p in page.partners if p.dataset != mine), None)
     if other is not None:  # the release is another dataset's (its cell of this nucleus ID)
         raise DatasetMismatch(req.version, other, cell.dataset)
-    root, ctype, outputs = (
-        prop("root_id", req.version),
-        prop("cell_type", req.version),
-        (direction is Direction.OUTPUTS),
-    )
+    me, outputs = cell.nucleus_id, (direction is Direction.OUTPUTS)
     nodes = [
         Partner(
-            cell=Cell(record=p.cell),
-            nucleus_id=p.cell.nucleus_id,
-            root_id=_str(p.cell.props.get(root)),
-            cell_type=p.cell.props.get(ctype),
+            row=p,
+            nucleus_id=p.nucleus_id,
+            root_id=None if p.root_id is None else str(p.root_id),
+            cell_type=p.cell_type,
             synapses=p.synapses,
             size=None if p.size is None else float(p.size),
             version=req.version,
-            pre=cell.nucleus_id if outputs else p.cell.nucleus_id,
-            post=p.cell.nucleus_id if outputs else cell.nucleus_id,
+            pre=me if outputs else p.nucleus_id,
+            post=p.nucleus_id if outputs else me,
         )
         for p in page.partners
     ]
     last = page.partners[-1] if page.partners else None
-    end = encode_cursor(req.tag, last.key, last.cell.nucleus_id) if last else None
+    end = encode_cursor(req.tag, last.key, last.nucleus_id) if last else None
     return PartnerConnection(
         nodes=nodes,
         total_count=page.total,

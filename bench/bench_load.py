@@ -329,13 +329,13 @@ async def _serve(args: argparse.Namespace) -> dict[str, Any]:
     import httpx
     import pyarrow.parquet as pq
 
-    from api.app import create_app
+    from api.app import served_app
     from snapshot.layout import open_snapshot
 
     cells = pq.read_table(open_snapshot(VERSION).file("cells.parquet"), columns=["nucleus_id"])
     ids = cells["nucleus_id"].to_pylist()
     picked = random.Random(VERSION).sample(ids, min(args.cells, len(ids)))
-    app = create_app()
+    app = served_app()  # what `cgraph serve` runs in each worker
     out: dict[str, Any] = {"cells": len(picked)}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost",
                                  timeout=600) as client:  # fmt: skip

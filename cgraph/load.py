@@ -275,8 +275,14 @@ def write_release_snapshot_to_graph(
                     "load it again (it will take the online writer)"
                 )
 
-        report = bulk.bulk_import([snap], srv, db.settings, progress=progress,
-                                  check=still_empty)  # fmt: skip
+        if claim is not None:
+            claim.paused.set()  # the import stops the server; its new store has no claim
+        try:
+            report = bulk.bulk_import([snap], srv, db.settings, progress=progress,
+                                      check=still_empty)  # fmt: skip
+        finally:
+            if claim is not None:
+                claim.paused.clear()
         if seconds is not None:
             seconds.update({f"bulk_{k}": v for k, v in report.seconds.items()})
     else:

@@ -23,7 +23,7 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     click.echo(f"GraphQL on http://{host}:{port}/graphql  (GraphiQL in a browser; health: "
                "/healthz)", err=True)  # fmt: skip
     uvicorn.run(
-        "api.app:create_app",
+        "api.app:served_app",
         factory=True,
         host=host,
         port=port,

@@ -23,6 +23,7 @@ import getpass
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -216,6 +217,10 @@ class Claim:
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
+    #: set while the database is offline on purpose (the bulk writer stops the server to
+    #: import): heartbeats wait instead of retrying against a closed port, which the driver
+    #: reports on the console as failed transactions
+    paused: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
 
     @property
     def holder(self) -> str:
@@ -315,6 +320,8 @@ async def claimed(adb: AsyncDatabase, c: Claim, *, replace: bool) -> Any:
     async def beat() -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
+            if c.paused.is_set():
+                continue
             with contextlib.suppress(CGraphError):  # lost or unreachable: the next step says so
                 await heartbeat(adb, c)
 
