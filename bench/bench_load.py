@@ -308,7 +308,9 @@ def stage_serve(args: argparse.Namespace) -> dict[str, Any]:
     srv, conn = _settings()
     server.stop(srv)  # cold: page cache empty, no graph cached in any process
     server.start(srv, conn)
-    return asyncio.run(_serve(args))
+    import uvloop  # the loop `cgraph serve` runs on (uvicorn's loop="auto" picks it)
+
+    return uvloop.run(_serve(args))
 
 
 PARTNERS = """query($n: Int!, $v: Int!) { cell(nucleusId: $n) {
