@@ -633,7 +633,7 @@ def cell_rows(
     importer leaves them)."""
     v = snap.version
     names = {p.stem: prop(p.stem, v, slot) for p in RELEASE_PROPERTIES}
-    for b in pq.ParquetFile(snap.file(CELLS)).iter_batches(batch_size=batch):
+    for b in pq.ParquetFile(snap.file(CELLS), pre_buffer=False).iter_batches(batch_size=batch):
         rows = []
         for r in b.to_pylist():
             props = {names[k]: r[k] for k in names if r[k] is not None}

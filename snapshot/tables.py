@@ -200,9 +200,17 @@ def stream_file(
     name = RELEASE_FILES.get(what)
     if name is None:
         raise BadRequest(f"what must be one of {', '.join(RELEASE_FILES)}, got {what!r}")
+    return file_batches(snap.file(name), batch_rows)
+
+
+def file_batches(path: Path, batch_rows: int) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """A Parquet file's schema and its record batches, holding about one row group at a time.
+    ``pre_buffer=False``: pyarrow's default pre-buffering keeps what it read for the life of
+    the file object, so a whole-release export grew to the size of the store (14.8 GB RSS for
+    the v117-sized one; 1.3 GB of Arrow memory for a 1.3 GB store, 0.2 GB without)."""
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(snap.file(name))
+    pf = pq.ParquetFile(path, pre_buffer=False)
 
     def batches() -> Iterator[pa.RecordBatch]:
         yield from pf.iter_batches(batch_size=batch_rows, use_threads=True)
