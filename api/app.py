@@ -77,7 +77,7 @@ class GraphQLApp(GraphQL[Context, None]):
         return orjson.loads(data)  # its JSONDecodeError is json's: a bad body is still a 400
 
     def encode_json(self, data: object) -> bytes:
-        """orjson: ~5x json.dumps on a 2,000-partner answer (a few ms of a warm query)."""
+        """orjson (json.dumps was ~2 ms of a warm 2,000-partner answer, py-spy at v117)."""
         return orjson.dumps(data)
 
     async def get_context(self, request: Any, response: Any) -> Context:

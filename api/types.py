@@ -374,13 +374,13 @@ async def _partners(
     mine = cell.dataset
     other = next((p.dataset for p in page.partners if p.dataset != mine), None)
     if other is not None:  # the release is another dataset's (its cell of this nucleus ID)
-        raise DatasetMismatch(req.version, other, cell.dataset)
+        raise DatasetMismatch(req.version, other, mine)
     me, outputs = cell.nucleus_id, (direction is Direction.OUTPUTS)
     nodes = [
         Partner(
             row=p,
             nucleus_id=p.nucleus_id,
-            root_id=None if p.root_id is None else str(p.root_id),
+            root_id=_str(p.root_id),
             cell_type=p.cell_type,
             synapses=p.synapses,
             size=None if p.size is None else float(p.size),
