@@ -415,6 +415,8 @@ def run_stage(name: str, args: argparse.Namespace, env: dict[str, str]) -> dict[
     result = json.loads(out.decode().strip().splitlines()[-1])
     result["wall_s"] = wall
     result["peak_rss_gib"] = usage.ru_maxrss / (1 << 20)
+    # CPU time of the stage and the children it waited for (neo4j-admin; not the server)
+    result["cpu_s"] = usage.ru_utime + usage.ru_stime
     print(name, json.dumps(result), flush=True)
     return dict(result)
 
@@ -455,6 +457,12 @@ def verdicts(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def _cpu(stage: dict[str, Any]) -> str:
+    """CPU seconds of a stage's process and the children it waited for (not the Neo4j
+    server, which runs on its own); runs before 2026-12-04 did not record them."""
+    return f"{stage['cpu_s']:.0f}" if "cpu_s" in stage else "n/a"
+
+
 def markdown(r: dict[str, Any]) -> str:
     s, d, b, a, o = (r[k] for k in ("snapshot", "duckdb", "bulk", "admin", "online"))
     v = r.get("serve")
@@ -463,23 +471,23 @@ def markdown(r: dict[str, Any]) -> str:
         f"Synthetic release v{VERSION}: {r['size']['cells']:,} cells, {c['synapses_total']:,} "
         f"synapses, {c['edges']:,} edges ({r['meta']['when']}, {r['meta']['cpus']} cores).",
         "",
-        "| stage | ours | peak RSS GiB | baseline in the same run |",
-        "|---|---:|---:|---|",
+        "| stage | ours | peak RSS GiB | CPU s | baseline in the same run |",
+        "|---|---:|---:|---:|---|",
         f"| read + validate + aggregate | {s['seconds']['read_aggregate']:.1f} s | "
-        f"{s['peak_rss_gib']:.2f} | DuckDB, same attribution + grouping + the same two files: "
-        f"{d['seconds']:.1f} s, {d['peak_rss_gib']:.2f} GiB |",
+        f"{s['peak_rss_gib']:.2f} | {_cpu(s)} | DuckDB, same attribution + grouping + the same two files: "
+        f"{d['seconds']:.1f} s, {d['peak_rss_gib']:.2f} GiB, {_cpu(d)} CPU s |",
         f"| snapshot (Parquet + manifest{_store_note(s)}) | {s['seconds']['snapshot']:.1f} s | "
-        "(same process) | |",
+        "(same process) | (same process) | |",
         f"| Neo4j write, bulk (CSV {b['seconds'].get('csv', 0):.1f} s, import "
         f"{b['seconds'].get('import', 0):.1f} s, start {b['seconds'].get('start', 0):.1f} s, "
         f"indexes {b['seconds'].get('indexes', 0):.1f} s) | {b['wall_s']:.1f} s, "
-        f"{b['edges_per_s']:,.0f} edges/s | {b['peak_rss_gib']:.2f} | plain script + neo4j-admin: "
+        f"{b['edges_per_s']:,.0f} edges/s | {b['peak_rss_gib']:.2f} | {_cpu(b)} | plain script + neo4j-admin: "
         f"CSV {a['seconds']['csv']:.1f} s + import {a['seconds']['import']:.1f} s "
-        f"({a['edges_per_s']:,.0f} edges/s) |",
+        f"({a['edges_per_s']:,.0f} edges/s, {_cpu(a)} CPU s) |",
         f"| Neo4j write, online ({o['edges']:,} edges; cells {o['steps']['cells']:.1f} s, edges "
         f"{o['steps']['edges']:.1f} s, count check + labels {o['steps']['finish']:.1f} s) | "
         f"{o['edges_per_s']:,.0f} edges/s (edges step; {o['again']['edges_per_s']:,.0f} when "
-        f"written again into the running server) | {o['peak_rss_gib']:.2f} | "
+        f"written again into the running server) | {o['peak_rss_gib']:.2f} | {_cpu(o)} | "
         + (
             f"the same edges with the index-seek statement the online writer used before: "
             f"{o['index_seek']['edges_per_s']:,.0f} edges/s |"

@@ -67,7 +67,9 @@ from snapshot.layout import CELLS, EDGES, Snapshot, SnapshotError, snapshot_data
 __all__ = ["COMPLETE", "FAILED", "LOADING", "ReleaseExists", "ReleaseInfo"]
 
 CELL_BATCH = 5_000
-EDGE_BATCH = 50_000
+#: edges per transaction of the online writer: an ad-hoc sweep on a v117-sized store (2 cores,
+#: 2 writers, 10k-100k rows) was fastest at 20k-25k; the bench's online stage measures it
+EDGE_BATCH = 20_000
 #: concurrent edge transactions of the online writer (measured on 2 cores, v117-sized store:
 #: 2 x 25k-50k rows is 1.2-1.4x one writer; deadlocks between them are retried)
 EDGE_WRITERS = 2

@@ -15,6 +15,7 @@ the next writer of the same version.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -62,7 +63,9 @@ STORE_DICTIONARY = ("post_pt_root_id", "pre_nucleus_id", "post_nucleus_id", "out
 STORE_SPLIT = ("pre_pt_supervoxel_id", "post_pt_supervoxel_id")
 
 
+@functools.cache  # per process: the package metadata is parsed once, not per GraphQL answer
 def software_version() -> str:
+    """The installed connectome-graph's version (the code this process runs)."""
     try:
         return metadata.version("connectome-graph")
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
