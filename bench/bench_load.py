@@ -459,7 +459,7 @@ def verdicts(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _cpu(stage: dict[str, Any]) -> str:
     """CPU seconds of a stage's process and the children it waited for (not the Neo4j
-    server, which runs on its own); runs before 2026-12-04 did not record them."""
+    server, which runs on its own); n/a for stages run before CPU times were recorded."""
     return f"{stage['cpu_s']:.0f}" if "cpu_s" in stage else "n/a"
 
 
@@ -477,7 +477,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"{s['peak_rss_gib']:.2f} | {_cpu(s)} | DuckDB, same attribution + grouping + the same two files: "
         f"{d['seconds']:.1f} s, {d['peak_rss_gib']:.2f} GiB, {_cpu(d)} CPU s |",
         f"| snapshot (Parquet + manifest{_store_note(s)}) | {s['seconds']['snapshot']:.1f} s | "
-        "(same process) | (same process) | |",
+        "(same process) | (in the row above) | |",
         f"| Neo4j write, bulk (CSV {b['seconds'].get('csv', 0):.1f} s, import "
         f"{b['seconds'].get('import', 0):.1f} s, start {b['seconds'].get('start', 0):.1f} s, "
         f"indexes {b['seconds'].get('indexes', 0):.1f} s) | {b['wall_s']:.1f} s, "
