@@ -65,6 +65,12 @@ class UnauthenticatedError(ApiError):
     code = "UNAUTHENTICATED"
 
 
+class StoreNotReadyError(ApiError):
+    """The release is served but its synapse store is still being written: ask again later."""
+
+    code = "SYNAPSE_STORE_NOT_READY"
+
+
 _BY_CODE: dict[str, type[ApiError]] = {
     cls.code: cls
     for cls in (
@@ -74,6 +80,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
         LimitExceededError,
         BadRequestError,
         UnauthenticatedError,
+        StoreNotReadyError,
     )
 }
 

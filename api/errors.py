@@ -27,6 +27,7 @@ PUBLIC_CODES = frozenset(
         "LIMIT_EXCEEDED",
         "BAD_REQUEST",
         "SNAPSHOT_UNAVAILABLE",
+        "SYNAPSE_STORE_NOT_READY",
     }
 )
 INTERNAL = "INTERNAL"

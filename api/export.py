@@ -49,7 +49,8 @@ ARROW = "application/vnd.apache.arrow.stream"
 PARQUET = "application/vnd.apache.parquet"
 MAX_BATCH_ROWS = 1 << 20
 _STATUS = {"BAD_REQUEST": 400, "LIMIT_EXCEEDED": 400, "UNKNOWN_RELEASE": 404,
-           "RELEASE_NOT_READY": 409, "TIMEOUT": 504, "SNAPSHOT_UNAVAILABLE": 503}  # fmt: skip
+           "RELEASE_NOT_READY": 409, "TIMEOUT": 504, "SNAPSHOT_UNAVAILABLE": 503,
+           "SYNAPSE_STORE_NOT_READY": 503}  # fmt: skip
 
 Batches = tuple[pa.Schema, Iterator[pa.RecordBatch]]
 

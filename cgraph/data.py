@@ -60,8 +60,14 @@ def parse_voxel(text: str) -> tuple[float, float, float]:
 def summary_lines(s: LoadSummary) -> list[str]:
     c = s.counts
     stages = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in s.seconds.items())
+    head = (
+        f"release {s.version}: complete; its synapse store was missing (an earlier load stopped "
+        f"after serving it) and is now written (snapshot {s.snapshot})"
+        if s.writer == "store"
+        else f"release {s.version}: complete ({s.writer} writer; snapshot {s.snapshot})"
+    )
     lines = [
-        f"release {s.version}: complete ({s.writer} writer; snapshot {s.snapshot})",
+        head,
         f"  cells {c['cells']:,}  edges {c['edges']:,}  synapses used {c['synapses']:,} "
         f"of {c['synapses_total']:,}",
         f"  dropped: autapse {c['dropped_autapse']:,}, root 0 {c['dropped_root0']:,}, "

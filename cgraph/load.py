@@ -36,12 +36,19 @@ from core.model import COMPLETE, SLOTS, check_dataset, check_version, default_da
 from graph import bulk, releases
 from graph.driver import Database
 from graph.settings import ServerSettings
-from loaders.aggregate import DEFAULT_MEMORY, aggregate_release
+from loaders.aggregate import DEFAULT_MEMORY, AggregatedRelease, aggregate_release
 from loaders.positions import DEFAULT_VOXEL_SIZE
 from loaders.readers import Source
 from loaders.tables import ReleaseData
-from loaders.to_snapshot import write_release_snapshot
-from snapshot.layout import Snapshot, set_served, snapshot_path
+from loaders.to_snapshot import write_release_snapshot, write_release_store
+from snapshot.layout import (
+    Snapshot,
+    SnapshotError,
+    open_snapshot,
+    set_served,
+    snapshot_path,
+    store_ready,
+)
 from snapshot.write import describe_source, remove_snapshot
 
 Writer = Literal["auto", "bulk", "online"]
@@ -86,7 +93,50 @@ def _sources(given: Mapping[str, Source | None]) -> list[dict[str, Any]]:
     ]
 
 
-def aggregate_to_snapshot(
+@dataclass
+class PreparedRelease:
+    """A release read, aggregated and snapshotted (cells, edges, manifest), whose synapse store
+    is still to be written from the aggregation's spilled rows (:meth:`write_store`)."""
+
+    snap: Snapshot
+    multi_nucleus_roots: dict[int, list[int]]
+    release: AggregatedRelease
+
+    def write_store(
+        self, *, progress: bool = False, seconds: dict[str, float] | None = None
+    ) -> None:
+        total = self.release.counts["synapses_total"]
+        steps: dict[str, float] = {}
+        with tqdm(total=total, desc=f"v{self.snap.version} synapse store", unit=" rows",
+                  unit_scale=True, disable=not progress) as bar:  # fmt: skip
+            write_release_store(self.release, self.snap, on_store=bar.update, seconds=steps)
+        if seconds is not None:
+            seconds["store"] = steps["store"]
+
+    def discard(self) -> None:
+        """Free the spilled store rows (a load that stops before the store is written)."""
+        self.release.store.cleanup()
+
+
+def _read_aggregate(
+    v: int,
+    given: Mapping[str, Source | None],
+    *,
+    voxel_size: Sequence[float],
+    progress: bool,
+    memory: int | None,
+    options: Mapping[str, Any],
+) -> AggregatedRelease:
+    with tqdm(desc=f"v{v} synapses read", unit=" rows", unit_scale=True,
+              disable=not progress) as bar:  # fmt: skip
+        return aggregate_release(
+            given["nuclei"], given["synapses"], given["neurons"], given["cell_types"],  # type: ignore[arg-type]
+            voxel_size=voxel_size, memory=memory or default_memory(), on_rows=bar.update,
+            **options,
+        )  # fmt: skip
+
+
+def prepare_snapshot(
     version: int,
     *,
     nuclei: Source,
@@ -101,36 +151,51 @@ def aggregate_to_snapshot(
     slot: int = 0,
     dataset: str | None = None,
     **options: Any,
-) -> tuple[Snapshot, dict[int, list[int]]]:
-    """Read, validate, aggregate and write the snapshot of one release; ``options`` go to
+) -> PreparedRelease:
+    """Read, validate, aggregate and write the snapshot of one release (cells, edges, manifest);
+    its synapse store is written by :meth:`PreparedRelease.write_store`. ``options`` go to
     :func:`loaders.aggregate.aggregate_release` (mapping, batch_rows, spill_dir)."""
     v = check_version(version)
     t0 = time.perf_counter()
     given = {"nuclei": nuclei, "synapses": synapses, "neurons": neurons, "cell_types": cell_types}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="source-sha256") as pool:
         sources = pool.submit(_sources, given)  # hashed on the other core meanwhile
-        with tqdm(desc=f"v{v} synapses read", unit=" rows", unit_scale=True,
-                  disable=not progress) as bar:  # fmt: skip
-            agg = aggregate_release(
-                nuclei, synapses, neurons, cell_types, voxel_size=voxel_size,
-                memory=memory or default_memory(), on_rows=bar.update, **options,
-            )  # fmt: skip
+        agg = _read_aggregate(v, given, voxel_size=voxel_size, progress=progress, memory=memory,
+                              options=options)  # fmt: skip
         t1 = time.perf_counter()
         steps: dict[str, float] = {}
-        with tqdm(total=agg.counts["synapses_used"], desc=f"v{v} snapshot edges",
-                  unit=" synapses", unit_scale=True, disable=not progress) as bar, \
-             tqdm(total=agg.counts["synapses_total"], desc=f"v{v} synapse store",
-                  unit=" rows", unit_scale=True, disable=not progress) as store_bar:  # fmt: skip
-            snap = write_release_snapshot(agg, v, timestamp=timestamp, sources=sources.result(),
-                                          voxel_size=voxel_size, on_edges=bar.update,
-                                          on_store=store_bar.update, seconds=steps,
-                                          slot=slot,
-                                          dataset=dataset or default_dataset())  # fmt: skip
+        try:
+            with tqdm(total=agg.counts["synapses_used"], desc=f"v{v} snapshot edges",
+                      unit=" synapses", unit_scale=True, disable=not progress) as bar:  # fmt: skip
+                snap = write_release_snapshot(agg, v, timestamp=timestamp,
+                                              sources=sources.result(), voxel_size=voxel_size,
+                                              on_edges=bar.update, seconds=steps, slot=slot,
+                                              dataset=dataset or default_dataset())  # fmt: skip
+        except BaseException:
+            agg.store.cleanup()
+            raise
     if seconds is not None:
         seconds["read_aggregate"] = t1 - t0
         seconds["snapshot"] = time.perf_counter() - t1
         seconds.update({f"snapshot_{k}": x for k, x in steps.items()})
-    return snap, agg.multi_nucleus_roots
+    return PreparedRelease(snap, agg.multi_nucleus_roots, agg)
+
+
+def aggregate_to_snapshot(
+    version: int,
+    *,
+    progress: bool = False,
+    seconds: dict[str, float] | None = None,
+    **inputs: Any,
+) -> tuple[Snapshot, dict[int, list[int]]]:
+    """:func:`prepare_snapshot` and the synapse store, in one go (no graph is written):
+    ``seconds`` gets read_aggregate, snapshot and snapshot_store."""
+    prepared = prepare_snapshot(version, progress=progress, seconds=seconds, **inputs)
+    steps: dict[str, float] = {}
+    prepared.write_store(progress=progress, seconds=steps)
+    if seconds is not None:
+        seconds["snapshot_store"] = steps["store"]
+    return prepared.snap, prepared.multi_nucleus_roots
 
 
 @contextlib.contextmanager
@@ -311,7 +376,9 @@ def load_release(
     synapses, neurons, cell_types, mapping, voxel_size, timestamp, batch_rows, memory).
     ``writer``: online (the default for library use), bulk, or auto (the CLI's default).
     Raises ReleaseExists when complete and not `replace` (before reading anything); with
-    ``skip_existing`` a complete release is left alone and None returned. The release belongs
+    ``skip_existing`` a complete release is left alone and None returned. A complete release
+    whose load stopped after serving it, before its synapse store was written, gets its store
+    (:func:`build_missing_store`; the same inputs, the graph untouched). The release belongs
     to ``dataset`` (default: core.model.default_dataset; DatasetMismatch, before anything is
     read, when it already belongs to another)."""
     v, ds = check_version(version), check_dataset(dataset or default_dataset())
@@ -319,27 +386,121 @@ def load_release(
     if existing is not None and existing.dataset != ds:
         raise DatasetMismatch(v, existing.dataset, ds)
     if existing is not None and existing.status == COMPLETE and not replace:
+        waiting = _snapshot_without_store(existing)
+        if waiting is not None:  # an earlier load served it and stopped before its store
+            return build_missing_store(db, waiting, progress=progress, dataset=ds, **inputs)
         if skip_existing:
             return None
         raise ReleaseExists(v)
     seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
     with holding_claim(db, v, replace=replace, dataset=ds) as claim:
         # a replace writes its snapshot beside the served one (which goes once switched)
         slot = _begin_snapshots(db, v)
-        snap: Snapshot | None = None
+        prepared: PreparedRelease | None = None
         try:
-            snap, multi = aggregate_to_snapshot(v, progress=progress, seconds=seconds,
-                                                slot=slot, dataset=ds, **inputs)  # fmt: skip
-            used = write_release_snapshot_to_graph(db, snap, replace=replace, progress=progress,
-                                                   writer=writer, seconds=seconds,
-                                                   claim=claim)  # fmt: skip
+            prepared = prepare_snapshot(v, progress=progress, seconds=seconds, slot=slot,
+                                        dataset=ds, **inputs)  # fmt: skip
+            used = write_release_snapshot_to_graph(db, prepared.snap, replace=replace,
+                                                   progress=progress, writer=writer,
+                                                   seconds=seconds, claim=claim)  # fmt: skip
         except BaseException:
-            if snap is not None:
-                _drop_unserved(db, snap)
+            if prepared is not None:
+                prepared.discard()
+                _drop_unserved(db, prepared.snap)
             _tidy_served(v)
             raise
+        snap = prepared.snap
         remove_other_snapshots(snap)
-    return LoadSummary(v, snap.counts, multi, used, snap.path, seconds)
+        seconds["served"] = time.perf_counter() - t0
+        if progress:
+            click.echo(
+                f"release {v}: served after {seconds['served']:.0f} s; writing its synapse "
+                "store (synapse-level queries answer SYNAPSE_STORE_NOT_READY until it is done)",
+                err=True,
+            )
+        _write_store_of_served(prepared, progress=progress, seconds=seconds)
+    return LoadSummary(v, snap.counts, prepared.multi_nucleus_roots, used, snap.path, seconds)
+
+
+def _write_store_of_served(
+    prepared: PreparedRelease, *, progress: bool, seconds: dict[str, float]
+) -> None:
+    try:
+        prepared.write_store(progress=progress, seconds=seconds)
+    except Exception as exc:
+        v = prepared.snap.version
+        raise SnapshotError(
+            f"release {v} is loaded and served, but its synapse store was not written ({exc}); "
+            f"run the same `cgraph load` of release {v} again to build it"
+        ) from exc
+
+
+def _snapshot_without_store(release: releases.ReleaseInfo) -> Snapshot | None:
+    """The served snapshot of a complete release when it is here and has no store yet."""
+    if not release.snapshot:
+        return None
+    try:
+        snap = open_snapshot(release.version, digest=release.snapshot)
+    except SnapshotError:
+        return None  # loaded from another machine, or its snapshot is gone: nothing to build
+    return None if store_ready(snap) else snap
+
+
+#: counts the aggregation must reproduce before a missing store is built from the inputs
+_STORE_COUNTS = ("cells", "synapses_total", "dropped_autapse", "dropped_root0",
+                 "dropped_multi_nucleus_root", "dropped_partner_without_nucleus")  # fmt: skip
+
+
+def build_missing_store(
+    db: Database,
+    snap: Snapshot,
+    *,
+    progress: bool = False,
+    dataset: str | None = None,
+    voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
+    timestamp: datetime | None = None,  # the snapshot's already
+    memory: int | None = None,
+    **inputs: Any,
+) -> LoadSummary:
+    """A complete release whose load stopped after serving it, before its synapse store was
+    written: read the same inputs again (refused, naming the table, when they are not the ones
+    the snapshot was made from) and write the store. The graph is not touched."""
+    v = snap.version
+    given = {t: inputs.pop(t, None) for t in ("nuclei", "synapses", "neurons", "cell_types")}
+    had = {s["table"]: s for s in snap.manifest.get("sources", [])}
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with holding_claim(db, v, replace=True, dataset=dataset):  # no other load meanwhile
+        for now in _sources(given):
+            before = had.get(now["table"])
+            if before is None or before.get("sha256") != now.get("sha256"):
+                raise BadRequest(
+                    f"release {v} is complete but its synapse store was never written, and the "
+                    f"{now['table']} input ({now.get('name')}) is not the file it was loaded "
+                    f"from ({(before or {}).get('name')}, sha256 "
+                    f"{str((before or {}).get('sha256'))[:12]}): give the original files to "
+                    "build the store, or load with --replace"
+                )
+        if progress:
+            click.echo(f"release {v}: complete, but its synapse store was never written; "
+                       "reading the inputs again to write it (the graph is not touched)",
+                       err=True)  # fmt: skip
+        agg = _read_aggregate(v, given, voxel_size=voxel_size, progress=progress, memory=memory,
+                              options=inputs)  # fmt: skip
+        seconds["read_aggregate"] = time.perf_counter() - t0
+        prepared = PreparedRelease(snap, agg.multi_nucleus_roots, agg)
+        differ = [k for k in _STORE_COUNTS
+                  if k in snap.counts and int(agg.counts.get(k, -1)) != snap.counts[k]]  # fmt: skip
+        if differ:
+            prepared.discard()
+            raise BadRequest(
+                f"release {v}: the inputs aggregate to other counts than its snapshot "
+                f"({', '.join(f'{k} {agg.counts.get(k)} vs {snap.counts[k]}' for k in differ)}): "
+                "load with --replace"
+            )
+        _write_store_of_served(prepared, progress=progress, seconds=seconds)
+    return LoadSummary(v, snap.counts, agg.multi_nucleus_roots, "store", snap.path, seconds)
 
 
 def write_release(
@@ -371,4 +532,5 @@ def write_release(
             _tidy_served(v)
             raise
         remove_other_snapshots(snap)
+        write_release_store(data, snap)  # in memory already: small (live CAVE)
     return LoadSummary(v, snap.counts, data.multi_nucleus_roots, "online", snap.path)

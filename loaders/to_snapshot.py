@@ -1,6 +1,7 @@
-"""An aggregated release as a snapshot (snapshot/layout.py): cells, edges, the synapse store.
+"""An aggregated release as a snapshot (snapshot/layout.py): cells and edges, then (committed
+on its own, after the release is served) the synapse store.
 
-Edges are written one aggregation partition at a time, then the synapse store one post-root
+Edges are written one aggregation partition at a time, the synapse store one post-root
 partition at a time (loaders.store), so memory stays bounded while a v117-sized release (about
 98M edges, 337M synapse rows) streams to disk.
 """
@@ -19,8 +20,8 @@ import pyarrow as pa
 from core.model import DEFAULT_DATASET, check_dataset
 from loaders.aggregate import AggregatedRelease, prefetch
 from loaders.tables import Cells, Edges, ReleaseData
-from snapshot.layout import CELL_SCHEMA, Snapshot
-from snapshot.write import SnapshotWriter
+from snapshot.layout import CELL_SCHEMA, Snapshot, store_ready
+from snapshot.write import SnapshotWriter, store_lock, write_store
 
 ANNOTATIONS = ("is_neuron", "cell_type", "classification_system")
 
@@ -62,26 +63,22 @@ def write_release_snapshot(
     voxel_size: Sequence[float],
     root: Path | None = None,
     on_edges: Callable[[int], object] | None = None,  # called with synapses written
-    on_store: Callable[[int], object] | None = None,  # called with store rows written
-    seconds: dict[str, float] | None = None,  # edges, store
+    seconds: dict[str, float] | None = None,  # edges
     slot: int = 0,  # v{version} or, beside a served one (a replace), v{version}_b
     dataset: str = DEFAULT_DATASET,
 ) -> Snapshot:
-    """Write ``release`` (of ``dataset``) as the snapshot of ``version`` (atomically) and
-    return it."""
+    """Write ``release`` (of ``dataset``) as the snapshot of ``version`` (cells, edges and the
+    manifest, atomically) and return it; its synapse store follows with
+    :func:`write_release_store`."""
     if isinstance(release, ReleaseData):
         chunks: Any = [release.edges]
         has_size = release.edges.size is not None
         if release.store is None or release.store_meta is None:
             raise ValueError("a ReleaseData needs its synapse store (build_release makes it)")
-        store: Any = [release.store]
-        schema, meta = release.store.schema, release.store_meta
     else:
         # the next partition is grouped in a thread while this one is written (two cores)
         chunks = prefetch(release.iter_edges())
         has_size = release.has_size
-        store = prefetch(release.iter_store())
-        schema, meta = release.snapshot_store_schema, release.store_meta
     t0 = time.perf_counter()
     with SnapshotWriter(version, has_size=has_size, root=root, slot=slot) as w:
         w.write_cells(
@@ -93,11 +90,8 @@ def write_release_snapshot(
             w.write_edges(edge_table(chunk))
             if on_edges is not None:
                 on_edges(int(chunk.offsets[-1]))  # synapses of the chunk
-        t1 = time.perf_counter()
-        w.write_store(store, schema, meta, on_rows=on_store)
         if seconds is not None:
-            seconds["edges"] = t1 - t0
-            seconds["store"] = time.perf_counter() - t1
+            seconds["edges"] = time.perf_counter() - t0
         counts = dict(release.counts)
         counts["edges"] = w.rows["edges.parquet"]
         counts["synapses"] = counts.pop("synapses_used", counts.get("synapses", 0))
@@ -114,3 +108,32 @@ def write_release_snapshot(
                 "multi_nucleus_roots": {str(k): v for k, v in release.multi_nucleus_roots.items()},
             },
         )
+
+
+def write_release_store(
+    release: AggregatedRelease | ReleaseData,
+    snap: Snapshot,
+    *,
+    on_store: Callable[[int], object] | None = None,  # called with store rows written
+    seconds: dict[str, float] | None = None,  # store
+) -> None:
+    """Commit the synapse store of ``release`` into its snapshot ``snap`` (snapshot.write
+    .write_store, under the store lock), then free the release's spilled store rows."""
+    t0 = time.perf_counter()
+    with store_lock(snap.path):
+        if store_ready(snap):  # another writer of the same store finished first
+            if isinstance(release, AggregatedRelease):
+                release.store.cleanup()
+        elif isinstance(release, ReleaseData):
+            assert release.store is not None  # checked by write_release_snapshot
+            write_store(snap, [release.store], release.store.schema, release.store_meta,
+                        on_rows=on_store)  # fmt: skip
+        else:
+            try:
+                write_store(snap, prefetch(release.iter_store()),
+                            release.snapshot_store_schema, release.store_meta,
+                            on_rows=on_store)  # fmt: skip
+            finally:
+                release.store.cleanup()
+    if seconds is not None:
+        seconds["store"] = time.perf_counter() - t0

@@ -5,9 +5,18 @@ A snapshot is one aggregated release as Parquet files plus a manifest, in
 
     cells.parquet     one row per nucleus, sorted by nucleus_id (CELL_SCHEMA)
     edges.parquet     one row per (pre, post) cell pair, sorted by (pre, post) (EDGE_SCHEMA)
+    manifest.json     sources (name, bytes, sha256), counts, files (rows, bytes, sha256 of
+                      cells and edges), voxel size, timestamp, created_at, software version
     synapses.parquet  the synapse store: every row of the source synapse table (see below)
-    manifest.json     sources (name, bytes, sha256), counts, files (rows, bytes),
-                      voxel size, timestamp, created_at, software version, synapse_store
+    synapses.json     the store's own manifest, written last: the store is there when it is
+
+The synapse store is committed on its own, after the snapshot: a load serves the release from
+cells and edges first and writes the store after (about half of a v117-sized load's time), so
+for a while a complete snapshot has no ``synapses.json``; synapse-level readers then raise
+StoreNotReady (``SYNAPSE_STORE_NOT_READY``). ``synapses.json`` holds ``snapshot`` (the digest
+of the manifest it belongs to), ``file`` (rows, bytes, sha256 of synapses.parquet) and the
+store's metadata (below). Snapshots written before (the store inside the manifest's
+``synapse_store``, its file in ``files``) are read as they are.
 
 The synapse store (FORMAT 2)
 ----------------------------
@@ -38,8 +47,8 @@ extra numeric source columns                float64/int64   by source name (e.g.
 ==========================================  ==============  =========================================
 
 An edge (pre nucleus, post nucleus)'s synapses are the rows with outcome ``used`` and those two
-nuclei, in ascending id (``snapshot.read.edge_synapses``). The manifest's ``synapse_store``
-object: ``rows``, ``sort`` (["post_pt_root_id", "id"]), ``row_group_rows``, ``row_groups``,
+nuclei, in ascending id (``snapshot.read.edge_synapses``). The store's metadata
+(:func:`store_meta`): ``rows``, ``sort`` (["post_pt_root_id", "id"]), ``row_group_rows``, ``row_groups``,
 ``position_unit`` ("voxel"), ``position_type`` ("int32" | "float64"), ``voxel_size_nm``,
 ``extra_columns`` (names, in order), ``bookkeeping_columns``, ``outcomes`` ({outcome: rows}),
 ``columns`` (every store column, in order), ``sources`` (the source columns of supervoxels and
@@ -53,7 +62,9 @@ Snapshots of FORMAT 1 (synapses.parquet = only the used synapses by (pre, post, 
 with a SnapshotError that says to rebuild them (``cgraph load --replace`` of the release).
 
 It is written aside (``.v{version}.tmp-<pid>-<random>``) and renamed into place when complete,
-then made read-only: a snapshot directory that exists is whole and never changes. A release's
+then made read-only: a snapshot directory that exists is whole, and the only change it sees is
+its store arriving (``synapses.parquet`` renamed into place, then ``synapses.json``; one writer
+at a time, under ``.v{version}.store-lock`` beside it). A release's
 snapshot lives in ``v{version}`` or, when a replace wrote it beside the served one (graph slot
 1, core.model.SLOTS), in ``v{version}_b``; readers find the one the Release node names by its
 digest (:func:`open_snapshot` with ``digest``), and the replaced one is removed once the graph
@@ -79,6 +90,7 @@ MANIFEST = "manifest.json"
 CELLS = "cells.parquet"
 EDGES = "edges.parquet"
 SYNAPSES = "synapses.parquet"
+STORE_MANIFEST = "synapses.json"
 
 #: release-independent columns first, then the release-scoped ones (core.model.RELEASE_PROPERTIES)
 CELL_SCHEMA = pa.schema(
@@ -147,6 +159,20 @@ class SnapshotError(CGraphError):
     code = "SNAPSHOT_UNAVAILABLE"
 
 
+class StoreNotReady(SnapshotError):
+    """A release is served but its synapse store is not written (yet)."""
+
+    code = "SYNAPSE_STORE_NOT_READY"
+
+    def __init__(self, version: int) -> None:
+        super().__init__(
+            f"the synapse store of release {version} is not written yet: a load writes it after "
+            "the release is served (partner, diff and motif queries answer meanwhile); if no "
+            f"load of release {version} is running, run the same `cgraph load` again to build it"
+        )
+        self.version = version
+
+
 def data_dir() -> Path:
     """``CGRAPH_DATA`` (default: ``.data`` in the project folder)."""
     env = os.environ.get("CGRAPH_DATA")
@@ -189,6 +215,41 @@ class Snapshot:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+
+def store_meta(snap: Snapshot) -> dict[str, Any]:
+    """The synapse store's metadata (rows, sort, row groups, positions, ...): from
+    ``synapses.json`` (or, for snapshots written with the store inside, the manifest);
+    StoreNotReady when the store is not written."""
+    inline = snap.manifest.get("synapse_store")
+    if isinstance(inline, dict) and "rows" in inline:
+        return inline
+    path = snap.path / STORE_MANIFEST
+    try:
+        meta = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise StoreNotReady(snap.version) from None
+    except ValueError as exc:
+        raise SnapshotError(f"{path}: not a JSON store manifest ({exc})") from None
+    if meta.get("snapshot") != snap.digest:
+        raise SnapshotError(
+            f"{path} belongs to another snapshot ({str(meta.get('snapshot'))[:12]}, this one is "
+            f"{snap.digest[:12]}); load release {snap.version} again with `cgraph load --replace`"
+        )
+    return dict(meta["store"])
+
+
+def store_ready(snap: Snapshot) -> bool:
+    try:
+        store_meta(snap)
+    except StoreNotReady:
+        return False
+    return True
+
+
+def store_lock_path(snap_path: Path) -> Path:
+    """The lock a store writer holds (beside the snapshot folder, which stays read-only)."""
+    return snap_path.parent / f".{snap_path.name}.store-lock"
 
 
 def snapshot_dataset(snap: Snapshot) -> str:

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.errors import BadRequest, LimitExceeded, QueryTimeout
-from snapshot.layout import CELLS, SYNAPSES, Snapshot, SnapshotError
+from snapshot.layout import CELLS, SYNAPSES, Snapshot, SnapshotError, store_meta
 
 POSITIONS = ("pre_pt_position", "post_pt_position", "ctr_pt_position")
 AXES = ("x", "y", "z")
@@ -118,6 +118,7 @@ def open_store(snap: Snapshot) -> Store:
         hit = _stores.get(key)
     if hit is not None:
         return hit
+    meta = store_meta(snap)  # StoreNotReady while a load is still writing it (not cached)
     path = snap.file(SYNAPSES)
     try:
         pf = pq.ParquetFile(path)
@@ -133,7 +134,6 @@ def open_store(snap: Snapshot) -> Store:
         )
     for name, typ in types.items():
         _check_type(path, name, typ)
-    meta = snap.manifest.get("synapse_store") or {}
     voxel = meta.get("voxel_size_nm") or snap.manifest.get("voxel_size_nm") or (4, 4, 40)
     positions = tuple(s for s in POSITIONS if all(f"{s}_{a}" in types for a in AXES))
     known = set(_INT64) | {"outcome", *BOOKKEEPING}

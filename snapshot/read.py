@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from snapshot.layout import CELLS, SYNAPSES, Snapshot
+from snapshot.layout import CELLS, SYNAPSES, Snapshot, store_meta
 
 #: decoded row groups kept per process (the used rows of 64k: at most 2.5 MiB each)
 CACHED_ROW_GROUPS = 128
@@ -43,6 +43,7 @@ class _Reader:
 
     @classmethod
     def open(cls, snap: Snapshot) -> _Reader:
+        store_meta(snap)  # StoreNotReady while a load is still writing it
         path = str(snap.file(SYNAPSES))
         meta = pq.ParquetFile(path).metadata
         col = meta.schema.to_arrow_schema().get_field_index("post_pt_root_id")

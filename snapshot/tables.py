@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from core.errors import BadRequest
-from snapshot.layout import CELLS, EDGES, SYNAPSES, Snapshot
+from snapshot.layout import CELLS, EDGES, SYNAPSES, Snapshot, store_meta
 from snapshot.query import DEFAULT_BATCH_ROWS, _placeholders, check_page, paged, run, stream
 
 # --------------------------------------------------------------------------- partners
@@ -197,10 +197,7 @@ def stream_file(
     snap: Snapshot, what: str, *, batch_rows: int = DEFAULT_BATCH_ROWS
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """A whole snapshot file (cells, edges or synapses) in record batches, in file order."""
-    name = RELEASE_FILES.get(what)
-    if name is None:
-        raise BadRequest(f"what must be one of {', '.join(RELEASE_FILES)}, got {what!r}")
-    return file_batches(snap.file(name), batch_rows)
+    return file_batches(_release_file(snap, what), batch_rows)
 
 
 def file_batches(path: Path, batch_rows: int) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
@@ -219,10 +216,16 @@ def file_batches(path: Path, batch_rows: int) -> tuple[pa.Schema, Iterator[pa.Re
 
 
 def file_sql(snap: Snapshot, what: str) -> tuple[str, list[Any]]:
+    return "SELECT * FROM read_parquet(?)", [str(_release_file(snap, what))]
+
+
+def _release_file(snap: Snapshot, what: str) -> Path:
     name = RELEASE_FILES.get(what)
     if name is None:
         raise BadRequest(f"what must be one of {', '.join(RELEASE_FILES)}, got {what!r}")
-    return "SELECT * FROM read_parquet(?)", [str(snap.file(name))]
+    if name == SYNAPSES:
+        store_meta(snap)  # StoreNotReady while a load is still writing it
+    return snap.file(name)
 
 
 __all__ = ["stream", "PARTNER_COLUMNS"]

@@ -4,12 +4,15 @@
         w.write_cells(cells_table)
         for chunk in edge_chunks:                 # sorted by (pre, post), chunk after chunk
             w.write_edges(edges_table)
-        w.write_store(store_tables, schema, meta)  # sorted by (post_pt_root_id, id)
         snap = w.commit(counts=..., sources=..., timestamp=..., extra=...)
+    write_store(snap, store_tables, schema, meta)  # sorted by (post_pt_root_id, id); later
 
 Nothing is visible under ``snapshots/`` until ``commit`` renames the finished folder, so a
 snapshot that exists is whole; a writer that dies leaves only a ``.tmp-*`` folder, removed by
-the next writer of the same version.
+the next writer of the same version. The synapse store is committed on its own
+(:func:`write_store`): ``synapses.parquet`` is written under a temporary name in the snapshot
+folder and renamed into place, then ``synapses.json`` (the store is there once that file is);
+a writer that dies leaves a ``.synapses.tmp-*`` file, removed by the next store writer.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -43,6 +46,7 @@ from snapshot.layout import (
     FORMAT,
     MANIFEST,
     POSITION_COLUMNS,
+    STORE_MANIFEST,
     STORE_ROW_GROUP,
     STORE_SORT,
     SYNAPSES,
@@ -51,6 +55,9 @@ from snapshot.layout import (
     read_snapshot,
     snapshot_path,
     snapshots_dir,
+    store_lock_path,
+    store_meta,
+    store_ready,
     store_schema,
 )
 
@@ -106,11 +113,8 @@ class SnapshotWriter:
         self.tmp = base / f".v{self.version}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
         self.tmp.mkdir()
         self._edges: pq.ParquetWriter | None = None
-        self._synapses: pq.ParquetWriter | None = None
-        self.rows = {CELLS: 0, EDGES: 0, SYNAPSES: 0}
+        self.rows = {CELLS: 0, EDGES: 0}
         self._last_edge: tuple[int, int] | None = None
-        self.store: dict[str, Any] | None = None  # the manifest's synapse_store
-        self._digests: dict[str, str] = {}  # sha256 of files hashed while written
 
     # ------------------------------------------------------------------ parts
 
@@ -133,26 +137,172 @@ class SnapshotWriter:
         self._edges.write_table(edges, row_group_size=EDGE_ROW_GROUP)
         self.rows[EDGES] += edges.num_rows
 
-    def write_store(
+    # ------------------------------------------------------------------ finish
+
+    def _close_parts(self) -> None:
+        if self._edges is not None:
+            self._edges.close()
+        self._edges = None
+        if not (self.tmp / EDGES).exists():
+            pq.write_table(EDGE_SCHEMA.empty_table(), self.tmp / EDGES)
+
+    def commit(
         self,
-        tables: Iterable[pa.Table],
-        schema: pa.Schema,
-        meta: Mapping[str, Any],
-        on_rows: Callable[[int], object] | None = None,
+        *,
+        counts: Mapping[str, int],
+        sources: Sequence[Mapping[str, Any]],
+        timestamp: datetime | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Snapshot:
+        """Write the manifest, make the folder read-only and rename it into place (replacing
+        an older snapshot of the same version in the same step). The synapse store follows
+        with :func:`write_store`."""
+        self._close_parts()
+        if not (self.tmp / CELLS).exists():
+            raise SnapshotError("a snapshot needs its cells")
+        files = {
+            name: {
+                "rows": self.rows[name],
+                "bytes": (self.tmp / name).stat().st_size,
+                "sha256": file_digest(self.tmp / name),
+            }  # fmt: skip
+            for name in (CELLS, EDGES)
+        }
+        manifest = {
+            "format": FORMAT,
+            "version": self.version,
+            "timestamp": timestamp.isoformat() if timestamp else None,
+            "created_at": datetime.now(UTC).isoformat(),
+            "software": {"name": "connectome-graph", "version": software_version()},
+            "has_size": self.has_size,
+            "counts": {k: int(v) for k, v in counts.items()},
+            "sources": [dict(s) for s in sources],
+            "files": files,
+            "synapse_store": {"manifest": STORE_MANIFEST},  # written on its own, after
+            **(dict(extra) if extra else {}),
+        }
+        (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        for p in self.tmp.iterdir():
+            p.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        self.tmp.chmod(0o755)
+        replaced = None
+        if self.final.exists():
+            replaced = self.final.with_name(f".{self.final.name}.old-{time.time_ns()}")
+            os.rename(self.final, replaced)
+        os.rename(self.tmp, self.final)
+        if replaced is not None:
+            _remove_stale(replaced)
+        return read_snapshot(self.final)
+
+    def abort(self) -> None:
+        if self._edges is not None:
+            with contextlib.suppress(Exception):  # the folder goes anyway
+                self._edges.close()
+        _remove_stale(self.tmp)
+
+    def __enter__(self) -> SnapshotWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        """The synapse store: ``tables`` sorted by (post_pt_root_id, id) within and across
-        tables, written in row groups of exactly STORE_ROW_GROUP rows (the last one shorter).
-        ``meta`` goes into the manifest's ``synapse_store`` with rows, sort and row groups."""
-        enc = {c: "BYTE_STREAM_SPLIT" for c in STORE_SPLIT}
-        enc.update({c: "BYTE_STREAM_SPLIT" for c in POSITION_COLUMNS})
-        enc["id"] = "DELTA_BINARY_PACKED"
-        sink = _HashingFile(self.tmp / SYNAPSES)  # hashed as written: no second pass
-        writer = self._synapses = pq.ParquetWriter(
-            sink, schema, compression="zstd",
-            use_dictionary=list(STORE_DICTIONARY), column_encoding=enc,
-            write_statistics=["id", "pre_pt_root_id", "post_pt_root_id", "pre_nucleus_id",
-                              "post_nucleus_id", *POSITION_COLUMNS],
-        )  # fmt: skip
+        if kind is not None and self.tmp.exists():
+            self.abort()
+
+
+EMPTY_STORE_META: dict[str, Any] = {"position_unit": "voxel", "position_type": None,
+                                    "extra_columns": [], "outcomes": {}}  # fmt: skip
+
+
+@contextlib.contextmanager
+def store_lock(snap_path: Path) -> Iterator[None]:
+    """One store writer per snapshot at a time (an exclusive lock beside its folder; a second
+    writer waits, then finds the store written)."""
+    import fcntl
+
+    lock = store_lock_path(snap_path)
+    with lock.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def write_store(
+    snap: Snapshot,
+    tables: Iterable[pa.Table],
+    schema: pa.Schema | None = None,
+    meta: Mapping[str, Any] | None = None,
+    on_rows: Callable[[int], object] | None = None,
+) -> dict[str, Any]:
+    """Commit the synapse store of ``snap``: ``tables`` sorted by (post_pt_root_id, id) within
+    and across tables, written in row groups of exactly STORE_ROW_GROUP rows (the last one
+    shorter), under a temporary name, renamed to synapses.parquet, then ``synapses.json``
+    (``meta`` with rows, sort and row groups; see snapshot.layout). No tables (or none with
+    rows): an empty store. Returns the store's metadata; a store already written is left as
+    it is (and its metadata returned). The caller holds :func:`store_lock`."""
+    if store_ready(snap):
+        return store_meta(snap)
+    schema = schema if schema is not None else store_schema(pa.int32())
+    meta = meta if meta is not None else EMPTY_STORE_META
+    for old in snap.path.glob(".synapses.tmp-*"):
+        old.unlink(missing_ok=True)
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = snap.path / f".synapses.tmp-{tag}.parquet"
+    tmp_meta = snap.path / f".synapses.tmp-{tag}.json"
+    try:
+        rows, digest = _write_store_file(tmp, tables, schema, on_rows)
+        groups = pq.ParquetFile(tmp).metadata.num_row_groups
+        store = {
+            **dict(meta),
+            "rows": rows,
+            "sort": list(STORE_SORT),
+            "row_group_rows": STORE_ROW_GROUP,
+            "row_groups": groups,
+            "columns": schema.names,
+        }
+        body = {
+            "snapshot": snap.digest,
+            "created_at": datetime.now(UTC).isoformat(),
+            "software": {"name": "connectome-graph", "version": software_version()},
+            "file": {
+                "name": SYNAPSES,
+                "rows": rows,
+                "bytes": tmp.stat().st_size,
+                "sha256": digest,
+            },  # fmt: skip
+            "store": store,
+        }
+        tmp_meta.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+        for p in (tmp, tmp_meta):
+            p.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        os.replace(tmp, snap.path / SYNAPSES)
+        os.replace(tmp_meta, snap.path / STORE_MANIFEST)  # the store is there from here on
+    except BaseException:
+        for p in (tmp, tmp_meta):
+            p.unlink(missing_ok=True)
+        raise
+    return store
+
+
+def _write_store_file(
+    path: Path,
+    tables: Iterable[pa.Table],
+    schema: pa.Schema,
+    on_rows: Callable[[int], object] | None,
+) -> tuple[int, str]:
+    enc = {c: "BYTE_STREAM_SPLIT" for c in STORE_SPLIT}
+    enc.update({c: "BYTE_STREAM_SPLIT" for c in POSITION_COLUMNS})
+    enc["id"] = "DELTA_BINARY_PACKED"
+    sink = _HashingFile(path)  # hashed as written: no second pass
+    writer = pq.ParquetWriter(
+        sink, schema, compression="zstd",
+        use_dictionary=list(STORE_DICTIONARY), column_encoding=enc,
+        write_statistics=["id", "pre_pt_root_id", "post_pt_root_id", "pre_nucleus_id",
+                          "post_nucleus_id", *POSITION_COLUMNS],
+    )  # fmt: skip
+    try:
         last: tuple[int, int] | None = None
         pending: list[pa.Table] = []
         have = 0
@@ -181,96 +331,10 @@ class SnapshotWriter:
             rows += have
             if on_rows is not None:
                 on_rows(have)
+    finally:
         writer.close()
         sink.close()
-        self._digests[SYNAPSES] = sink.hexdigest()
-        self._synapses = None
-        self.rows[SYNAPSES] = rows
-        groups = pq.ParquetFile(self.tmp / SYNAPSES).metadata.num_row_groups
-        self.store = {
-            **dict(meta),
-            "rows": rows,
-            "sort": list(STORE_SORT),
-            "row_group_rows": STORE_ROW_GROUP,
-            "row_groups": groups,
-            "columns": schema.names,
-        }
-
-    # ------------------------------------------------------------------ finish
-
-    def _close_parts(self) -> None:
-        for w in (self._edges, self._synapses):
-            if w is not None:
-                w.close()
-        self._edges = self._synapses = None
-        if not (self.tmp / EDGES).exists():
-            pq.write_table(EDGE_SCHEMA.empty_table(), self.tmp / EDGES)
-        if not (self.tmp / SYNAPSES).exists():  # no synapse rows given: an empty store
-            self.write_store([], store_schema(pa.int32()), {"position_unit": "voxel",
-                             "position_type": None, "extra_columns": [], "outcomes": {}})  # fmt: skip
-
-    def commit(
-        self,
-        *,
-        counts: Mapping[str, int],
-        sources: Sequence[Mapping[str, Any]],
-        timestamp: datetime | None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> Snapshot:
-        """Write the manifest, make the folder read-only and rename it into place (replacing
-        an older snapshot of the same version in the same step)."""
-        self._close_parts()
-        if not (self.tmp / CELLS).exists():
-            raise SnapshotError("a snapshot needs its cells")
-        files = {
-            name: {
-                "rows": self.rows[name],
-                "bytes": (self.tmp / name).stat().st_size,
-                "sha256": self._digests.get(name) or file_digest(self.tmp / name),
-            }  # fmt: skip
-            for name in (CELLS, EDGES, SYNAPSES)
-        }
-        manifest = {
-            "format": FORMAT,
-            "version": self.version,
-            "timestamp": timestamp.isoformat() if timestamp else None,
-            "created_at": datetime.now(UTC).isoformat(),
-            "software": {"name": "connectome-graph", "version": software_version()},
-            "has_size": self.has_size,
-            "counts": {k: int(v) for k, v in counts.items()},
-            "sources": [dict(s) for s in sources],
-            "files": files,
-            "synapse_store": self.store,
-            **(dict(extra) if extra else {}),
-        }
-        (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        for p in self.tmp.iterdir():
-            p.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-        self.tmp.chmod(0o755)
-        replaced = None
-        if self.final.exists():
-            replaced = self.final.with_name(f".{self.final.name}.old-{time.time_ns()}")
-            os.rename(self.final, replaced)
-        os.rename(self.tmp, self.final)
-        if replaced is not None:
-            _remove_stale(replaced)
-        return read_snapshot(self.final)
-
-    def abort(self) -> None:
-        for w in (self._edges, self._synapses):
-            if w is not None:
-                with contextlib.suppress(Exception):  # the folder goes anyway
-                    w.close()
-        _remove_stale(self.tmp)
-
-    def __enter__(self) -> SnapshotWriter:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if kind is not None and self.tmp.exists():
-            self.abort()
+    return rows, sink.hexdigest()
 
 
 class _HashingFile(io.RawIOBase):

@@ -6,7 +6,7 @@ import math
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import neo4j
@@ -26,15 +26,24 @@ def drop_releases(db: Database, *versions: int) -> None:
             db.call(releases.drop_release, v)
 
 
-def kill_once_edges_appear(db: Database, proc: subprocess.Popen[Any], rel_type: str) -> bool:
+def kill_once_edges_appear(
+    db: Database,
+    proc: subprocess.Popen[Any],
+    rel_type: str,
+    midway: Callable[[], bool] | None = None,
+) -> bool:
     """SIGKILL a running load as soon as the graph holds one ``rel_type`` edge (a kill midway
-    through its writes); False when it ended first (within two minutes)."""
+    through its writes); False when it ended first (within two minutes) or, with ``midway``
+    (asked while the load is stopped with SIGSTOP, just before the kill), when its graph write
+    had already finished (a load goes on to write the synapse store after serving)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if db.read(f"MATCH ()-[r:{rel_type}]->() RETURN count(r) AS n")[0]["n"] > 0:
+            proc.send_signal(signal.SIGSTOP)
+            in_time = midway is None or midway()
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=60)
-            return True
+            return in_time
         time.sleep(0.05)
     proc.wait(timeout=60)
     return False

@@ -342,3 +342,44 @@ def test_export_errors_and_auth(asgi: Asgi, sources: dict[int, Any]) -> None:
         assert r.status_code == 200
     finally:
         locked.close()
+
+
+def test_a_served_release_without_its_store_yet_says_so_then_answers(
+    asgi: Asgi, client: ConnectomeClient, tmp_path: Path
+) -> None:
+    """A load serves the release before it writes the synapse store: meanwhile synapse-level
+    answers are SYNAPSE_STORE_NOT_READY (GraphQL and export, and the notebook client's named
+    error); once the store is committed they equal the pandas filter of the source."""
+    from api.client import StoreNotReadyError
+    from cgraph.load import prepare_snapshot
+    from snapshot.layout import store_ready
+
+    v = 9603
+    nuclei, syn = source_tables(seed=13)
+    nuclei.to_parquet(tmp_path / "nuclei.parquet", index=False)
+    syn.to_parquet(tmp_path / "synapses.parquet", index=False)
+    prepared = prepare_snapshot(v, nuclei=tmp_path / "nuclei.parquet",
+                                synapses=tmp_path / "synapses.parquet")  # fmt: skip
+    try:
+        assert not store_ready(prepared.snap)
+        post = [str(r) for r in syn.post_pt_root_id.unique()[:3]]
+        body = asgi.gql(SYNAPSES, v=v, post=post)
+        (error,) = body["errors"]
+        assert error["extensions"]["code"] == "SYNAPSE_STORE_NOT_READY"
+        assert f"release {v}" in error["message"] and "cgraph load" in error["message"]
+        r = asgi.post("/export/synapses", json={"version": v, "post_root_ids": [int(post[0])]})
+        assert r.status_code == 503
+        assert r.json()["errors"][0]["extensions"]["code"] == "SYNAPSE_STORE_NOT_READY"
+        with pytest.raises(StoreNotReadyError):
+            client.synapse_query(post_ids=[int(post[0])], version=v)
+        # the unwritten store is not remembered: once committed, the same queries answer
+        prepared.write_store()
+        assert store_ready(prepared.snap)
+        body = asgi.gql(SYNAPSES, v=v, post=post)
+        assert "errors" not in body, body
+        want = expected_synapses(syn, post_ids=[int(p) for p in post])
+        assert sorted(int(n["id"]) for n in body["data"]["synapses"]["nodes"]) == sorted(
+            want["id"].tolist()
+        )
+    finally:
+        prepared.discard()

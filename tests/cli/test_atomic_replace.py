@@ -178,7 +178,12 @@ def test_a_replace_killed_midway_leaves_the_old_release_served(
     reader, stop, out = _watched(cli_env, tmp_path, nucleus)
     proc = subprocess.Popen([CGRAPH, "load", "--version", str(V), "--replace", *two_inputs[1]],
                             env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    killed = kill_once_edges_appear(db, proc, f"SYNAPSE_V{V}_B")
+
+    def not_switched() -> bool:
+        info = db.call(releases.get_release, V)
+        return info is not None and before is not None and info.slot == before.slot
+
+    killed = kill_once_edges_appear(db, proc, f"SYNAPSE_V{V}_B", midway=not_switched)
     answers = _finish(reader, stop, out)
     assert killed, "the replace finished before it could be killed; make the dataset larger"
     store = {a.pop("store_edges", None) for a in answers}

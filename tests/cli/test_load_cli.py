@@ -173,15 +173,22 @@ def test_killed_load_reruns_to_the_exact_clean_graph(
 
     v, clean_v = 18504, 18505
     drop_after += [v, clean_v]
-    generate(
-        tmp_path, cells=3000, synapses=300_000, versions=[v], seed=3, nucleus_id_base=6_000_000
+    generate(  # edges written for seconds, so the kill lands midway
+        tmp_path, cells=3000, synapses=1_000_000, versions=[v], seed=3, nucleus_id_base=6_000_000
     )
     args = ["--nuclei", str(tmp_path / f"nuclei_v{v}.parquet"),
             "--synapses", str(tmp_path / f"synapses_v{v}.parquet"), "--no-progress"]  # fmt: skip
     proc = subprocess.Popen([CGRAPH, "load", "--version", str(v), *args], env=cli_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    killed = kill_once_edges_appear(db, proc, f"SYNAPSE_V{v}")
-    assert killed, "the load finished before it could be killed; make the dataset larger"
+
+    def loading() -> bool:
+        info = db.call(releases.get_release, v)
+        return info is not None and info.status == "loading"
+
+    killed = kill_once_edges_appear(db, proc, f"SYNAPSE_V{v}", midway=loading)
+    assert killed, (
+        "the load's graph write finished before it could be killed; make the dataset larger"
+    )
     info = db.call(releases.get_release, v)
     assert info is not None and info.status == "loading"
     rerun = cgraph(cli_env, "load", "--version", str(v), *args)

@@ -16,7 +16,7 @@ import pytest
 from cgraph.load import aggregate_to_snapshot
 from core.errors import InputError
 from loaders.synth import generate
-from snapshot.layout import SnapshotError, open_snapshot, snapshots_dir
+from snapshot.layout import SnapshotError, open_snapshot, snapshots_dir, store_meta
 from snapshot.read import edge_synapses
 
 V1, V2 = 9117, 9343
@@ -125,17 +125,26 @@ def test_every_source_row_once_with_its_columns(synth: Path, v: int) -> None:
     assert_same_rows(store, want, cols)
     assert by_id(store)["outcome"].tolist() == want["outcome"].tolist()
     manifest = json.loads((path / "manifest.json").read_text())
-    st = manifest["synapse_store"]
+    store_manifest = json.loads((path / "synapses.json").read_text())
+    import hashlib
+
+    # the store's own manifest names the snapshot manifest it belongs to
+    assert (
+        store_manifest["snapshot"]
+        == hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()
+    )
+    assert manifest["synapse_store"] == {"manifest": "synapses.json"}
+    assert "synapses.parquet" not in manifest["files"]
+    st = store_manifest["store"]
     assert st["rows"] == len(src) and st["position_type"] == "int32"
     assert st["outcomes"] == want["outcome"].value_counts().to_dict() | {
         k: 0 for k in st["outcomes"] if k not in set(want["outcome"])
     }
     assert st["position_unit"] == "voxel" and st["voxel_size_nm"] == [4.0, 4.0, 40.0]
     assert st["sort"] == ["post_pt_root_id", "id"] and st["row_group_rows"] == 65536
-    import hashlib
-
     digest = hashlib.sha256((path / "synapses.parquet").read_bytes()).hexdigest()
-    assert manifest["files"]["synapses.parquet"]["sha256"] == digest
+    assert store_manifest["file"]["sha256"] == digest
+    assert store_manifest["file"]["rows"] == len(src)
     schema = pq.read_schema(path / "synapses.parquet")
     assert schema.field("pre_pt_position_x").type == pa.int32()
     assert schema.field("outcome").type == pa.dictionary(pa.int8(), pa.string())
@@ -198,9 +207,7 @@ def test_without_positions_the_columns_are_null(tmp_path: Path) -> None:
     path = load(d, V1)
     store = read_store(path)
     assert store[POS + ["pre_pt_supervoxel_id", "post_pt_supervoxel_id"]].isna().all().all()
-    assert (
-        json.loads((path / "manifest.json").read_text())["synapse_store"]["position_type"] is None
-    )
+    assert json.loads((path / "synapses.json").read_text())["store"]["position_type"] is None
 
 
 def test_position_encodings_and_no_id_column(synth: Path, tmp_path: Path) -> None:
@@ -268,7 +275,7 @@ def test_pinky100_every_row_positions_and_extra_columns(shared_data: Path) -> No
     assert_same_rows(store, want, ["id", "pre_pt_root_id", "post_pt_root_id", "size", *POS,
                                    "pre_nucleus_id", "post_nucleus_id", *extras])  # fmt: skip
     assert by_id(store)["outcome"].tolist() == want["outcome"].tolist()
-    st = snap.manifest["synapse_store"]
+    st = store_meta(snap)
     assert st["extra_columns"] == [c for c in src.columns if c in extras]
     assert st["position_type"] == "int32"
     assert store[["pre_pt_supervoxel_id", "post_pt_supervoxel_id"]].isna().all().all()
