@@ -75,6 +75,20 @@ class Release:
     def status(self) -> str:
         return self.info.status
 
+    @strawberry.field(
+        description="Whether its synapse store (synapses, Partner.synapseIds and sizes, synapse "
+        "exports) is written: a load writes it after the release is served, and until then "
+        "those answer SYNAPSE_STORE_NOT_READY; null when this server has no snapshot of it."
+    )
+    def synapse_store_ready(self) -> bool | None:
+        from snapshot.layout import SnapshotError, open_snapshot, store_ready
+
+        try:
+            snap = open_snapshot(self.info.version, digest=self.info.snapshot)
+        except SnapshotError:
+            return None
+        return store_ready(snap)
+
     @strawberry.field(description="Cells (nuclei) in the release.")
     def cells(self) -> int:
         return int(self.info.counts.get("cells", 0))

@@ -16,11 +16,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from api.settings import ApiSettings
 from graph import releases
 from graph.driver import Database
+from graph.settings import ConnectionSettings
 from loaders.synth import generate
 from snapshot.layout import StoreNotReady, open_snapshot, store_meta, store_ready
 from snapshot.query import open_store
+from tests.api.conftest import asgi_app
 from tests.cli.test_load_claims import _assert_exact
 from tests.cli.test_load_cli import CGRAPH, cgraph
 from tests.helpers import drop_releases
@@ -47,17 +50,33 @@ def _args(nuclei: Path, synapses: Path, *extra: str) -> list[str]:
             "--synapses", str(synapses), *extra]  # fmt: skip
 
 
+def _store_ready_over_graphql(connection: ConnectionSettings) -> bool | None:
+    with asgi_app(ApiSettings(), connection) as client:
+        r = client.request("POST", "/graphql", json={
+            "query": "query($v: Int!) { release(version: $v) { status synapseStoreReady } }",
+            "variables": {"v": V}})  # fmt: skip
+    release = r.json()["data"]["release"]
+    assert release["status"] == "complete"
+    ready: bool | None = release["synapseStoreReady"]
+    return ready
+
+
 def test_killed_after_serving_the_release_stays_served_and_a_rerun_writes_the_store(
-    db: Database, cli_env: dict[str, str], files: dict[str, Path]
+    db: Database,
+    cli_env: dict[str, str],
+    files: dict[str, Path],
+    neo4j_settings: ConnectionSettings,
 ) -> None:
     drop_releases(db, V)
     try:
-        _killed_after_serving(db, cli_env, files)
+        _killed_after_serving(db, cli_env, files, neo4j_settings)
     finally:
         drop_releases(db, V)
 
 
-def _killed_after_serving(db: Database, env: dict[str, str], files: dict[str, Path]) -> None:
+def _killed_after_serving(
+    db: Database, env: dict[str, str], files: dict[str, Path], neo4j_settings: ConnectionSettings
+) -> None:
     args = _args(files["nuclei"], files["synapses"], "--progress")
     proc = subprocess.Popen([CGRAPH, *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -81,6 +100,7 @@ def _killed_after_serving(db: Database, env: dict[str, str], files: dict[str, Pa
     with pytest.raises(StoreNotReady, match=f"release {V}") as caught:
         open_store(snap)
     assert caught.value.code == "SYNAPSE_STORE_NOT_READY"
+    assert _store_ready_over_graphql(neo4j_settings) is False
 
     # other files: refused, naming the table; nothing changes
     bad = cgraph(env, *_args(files["nuclei"], files["other_synapses"], "--no-progress"))
@@ -104,6 +124,7 @@ def _killed_after_serving(db: Database, env: dict[str, str], files: dict[str, Pa
     _assert_exact(db, V, plain)
     assert db.call(releases.get_release, V).snapshot == info.snapshot  # type: ignore[union-attr]
     assert store_ready(snap)
+    assert _store_ready_over_graphql(neo4j_settings) is True
     src = pd.read_parquet(files["synapses"])
     want = expected_store(pd.read_parquet(files["nuclei"]), src)
     store = read_store(snap.path)
