@@ -105,8 +105,9 @@ def dataset(args: argparse.Namespace) -> Path:
 
 
 def stage_snapshot(args: argparse.Namespace) -> dict[str, Any]:
-    """Read + aggregate + the snapshot (cells, edges, manifest), then the synapse store, which
-    a load writes after the release is served (cgraph.load.load_release)."""
+    """Read + aggregate + the snapshot (cells, edges, manifest), then the synapse store (a
+    second read of the inputs), which a load writes after the release is served
+    (cgraph.load.load_release)."""
     from cgraph.load import prepare_snapshot
     from snapshot.layout import store_meta
 
@@ -126,7 +127,7 @@ def stage_snapshot(args: argparse.Namespace) -> dict[str, Any]:
     store = {"rows": st["rows"], "bytes": store_bytes, "bytes_per_row": store_bytes / st["rows"],
              "seconds": store_s, "rows_per_s": st["rows"] / store_s if store_s else None,
              "row_groups": st["row_groups"], "position_type": st["position_type"],
-             "after_serving": True}  # fmt: skip
+             "after_serving": True, "second_read": True}  # fmt: skip
     return {"seconds": seconds, "counts": snap.counts, "path": str(snap.path), "store": store}
 
 
@@ -606,7 +607,8 @@ def _snapshot_rows(s: dict[str, Any]) -> list[str]:
     return [
         f"| snapshot (cells, edges, manifest) | {s['seconds']['snapshot']:.1f} s | (same process) "
         "| (in the row above) | |",
-        f"| synapse store (committed on its own; a load writes it after serving): {st['rows']:,} "
+        f"| synapse store (committed on its own; a load reads the inputs again and writes it after "
+        f"serving{'' if st.get('second_read') else ', here from rows kept by the first read'}): {st['rows']:,} "
         f"rows, {st['bytes'] / 1e9:.2f} GB, {st['rows_per_s'] / 1e6:.2f}M rows/s | "
         f"{st['seconds']:.1f} s | (same process) | (in the row above) | |",
     ]

@@ -1,6 +1,10 @@
 """The load pipeline: files -> read/validate/aggregate (loaders) -> release snapshot (Parquet +
 manifest) -> a Neo4j writer (graph). The one place that wires loaders and graph for loading.
 
+The synapse store is written after the release is served, from a second read of the same
+inputs (:func:`store_pass`: store rows only, the inputs' sha256 checked against the snapshot's);
+the first read validates every column but keeps no store rows.
+
 A load first takes the release's exclusive claim (graph.releases: a second loader of the same
 version is refused naming the holder; a killed loader's claim is taken over), then reads. No
 cell or edge reaches Neo4j before the whole input is read, validated and aggregated and its
@@ -96,26 +100,90 @@ def _sources(given: Mapping[str, Source | None]) -> list[dict[str, Any]]:
 @dataclass
 class PreparedRelease:
     """A release read, aggregated and snapshotted (cells, edges, manifest), whose synapse store
-    is still to be written from the aggregation's spilled rows (:meth:`write_store`)."""
+    is still to be written (:meth:`write_store`): by reading ``given`` (the inputs) a second
+    time, after the release is served, or from rows ``release`` kept."""
 
     snap: Snapshot
     multi_nucleus_roots: dict[int, list[int]]
-    release: AggregatedRelease
+    release: AggregatedRelease | None = None  # the first pass (its store rows, if it kept any)
+    given: Mapping[str, Source | None] | None = None
+    read: Mapping[str, Any] = field(default_factory=dict)  # voxel_size, memory, options
 
     def write_store(
         self, *, progress: bool = False, seconds: dict[str, float] | None = None
     ) -> None:
-        total = self.release.counts["synapses_total"]
+        t0 = time.perf_counter()
+        self.discard()  # the first pass's rows are no longer needed
+        if self.given is not None:  # the store-only pass over the same inputs
+            release = store_pass(self.snap, self.given, progress=progress, **self.read)
+        else:
+            assert self.release is not None, "a PreparedRelease needs inputs or store rows"
+            release = self.release
         steps: dict[str, float] = {}
-        with tqdm(total=total, desc=f"v{self.snap.version} synapse store", unit=" rows",
-                  unit_scale=True, disable=not progress) as bar:  # fmt: skip
-            write_release_store(self.release, self.snap, on_store=bar.update, seconds=steps)
+        with tqdm(total=release.counts["synapses_total"], desc=f"v{self.snap.version} synapse "
+                  "store", unit=" rows", unit_scale=True, disable=not progress) as bar:  # fmt: skip
+            write_release_store(release, self.snap, on_store=bar.update, seconds=steps)
         if seconds is not None:
-            seconds["store"] = steps["store"]
+            seconds["store"] = time.perf_counter() - t0
 
     def discard(self) -> None:
-        """Free the spilled store rows (a load that stops before the store is written)."""
-        self.release.store.cleanup()
+        """Free the first pass's spilled rows (a load that stops before the store is written)."""
+        if self.release is not None and self.given is not None:
+            self.release.store.cleanup()
+            self.release.accumulator.cleanup()
+
+
+#: counts the store-only pass must reproduce before it writes the store
+_STORE_COUNTS = ("cells", "synapses_total", "dropped_autapse", "dropped_root0",
+                 "dropped_multi_nucleus_root", "dropped_partner_without_nucleus")  # fmt: skip
+
+
+def _same_sources(snap: Snapshot, now: Sequence[Mapping[str, Any]]) -> None:
+    """BadRequest naming the table when an input is not the file the snapshot was made from."""
+    had = {s["table"]: s for s in snap.manifest.get("sources", [])}
+    for cur in now:
+        before = had.get(cur["table"])
+        if before is None or before.get("sha256") != cur.get("sha256"):
+            raise BadRequest(
+                f"release {snap.version}: its synapse store is not written, and the "
+                f"{cur['table']} input ({cur.get('name')}) is not the file it was loaded from "
+                f"({(before or {}).get('name')}, sha256 {str((before or {}).get('sha256'))[:12]}): "
+                "give the original files to build the store, or load with --replace"
+            )
+
+
+def store_pass(
+    snap: Snapshot,
+    given: Mapping[str, Source | None],
+    *,
+    progress: bool = False,
+    voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
+    memory: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> AggregatedRelease:
+    """Read the inputs of ``snap`` again, keeping the store rows only (every column validated
+    again, no edges). The inputs are hashed on the other core meanwhile: other files than the
+    snapshot's (sha256), or other counts, are refused (BadRequest) and nothing is written."""
+    v = snap.version
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="source-sha256") as pool:
+        sources = pool.submit(_sources, given)
+        agg = _read_aggregate(v, given, voxel_size=voxel_size, progress=progress, memory=memory,
+                              options={**(options or {}), "edges": False},
+                              what="synapses read again for the store")  # fmt: skip
+        try:
+            _same_sources(snap, sources.result())
+            differ = [k for k in _STORE_COUNTS
+                      if k in snap.counts and int(agg.counts.get(k, -1)) != snap.counts[k]]  # fmt: skip
+            if differ:
+                got = ", ".join(f"{k} {agg.counts.get(k)} vs {snap.counts[k]}" for k in differ)
+                raise BadRequest(
+                    f"release {v}: the inputs read again for its synapse store give other "
+                    f"counts than its snapshot ({got}); load with --replace"
+                )
+        except BaseException:
+            agg.store.cleanup()
+            raise
+    return agg
 
 
 def _read_aggregate(
@@ -126,8 +194,9 @@ def _read_aggregate(
     progress: bool,
     memory: int | None,
     options: Mapping[str, Any],
+    what: str = "synapses read",
 ) -> AggregatedRelease:
-    with tqdm(desc=f"v{v} synapses read", unit=" rows", unit_scale=True,
+    with tqdm(desc=f"v{v} {what}", unit=" rows", unit_scale=True,
               disable=not progress) as bar:  # fmt: skip
         return aggregate_release(
             given["nuclei"], given["synapses"], given["neurons"], given["cell_types"],  # type: ignore[arg-type]
@@ -161,7 +230,7 @@ def prepare_snapshot(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="source-sha256") as pool:
         sources = pool.submit(_sources, given)  # hashed on the other core meanwhile
         agg = _read_aggregate(v, given, voxel_size=voxel_size, progress=progress, memory=memory,
-                              options=options)  # fmt: skip
+                              options={**options, "store": False})  # fmt: skip
         t1 = time.perf_counter()
         steps: dict[str, float] = {}
         try:
@@ -178,7 +247,8 @@ def prepare_snapshot(
         seconds["read_aggregate"] = t1 - t0
         seconds["snapshot"] = time.perf_counter() - t1
         seconds.update({f"snapshot_{k}": x for k, x in steps.items()})
-    return PreparedRelease(snap, agg.multi_nucleus_roots, agg)
+    read = {"voxel_size": voxel_size, "memory": memory, "options": options}
+    return PreparedRelease(snap, agg.multi_nucleus_roots, agg, given, read)
 
 
 def aggregate_to_snapshot(
@@ -447,11 +517,6 @@ def _snapshot_without_store(release: releases.ReleaseInfo) -> Snapshot | None:
     return None if store_ready(snap) else snap
 
 
-#: counts the aggregation must reproduce before a missing store is built from the inputs
-_STORE_COUNTS = ("cells", "synapses_total", "dropped_autapse", "dropped_root0",
-                 "dropped_multi_nucleus_root", "dropped_partner_without_nucleus")  # fmt: skip
-
-
 def build_missing_store(
     db: Database,
     snap: Snapshot,
@@ -468,39 +533,19 @@ def build_missing_store(
     the snapshot was made from) and write the store. The graph is not touched."""
     v = snap.version
     given = {t: inputs.pop(t, None) for t in ("nuclei", "synapses", "neurons", "cell_types")}
-    had = {s["table"]: s for s in snap.manifest.get("sources", [])}
     seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
     with holding_claim(db, v, replace=True, dataset=dataset):  # no other load meanwhile
-        for now in _sources(given):
-            before = had.get(now["table"])
-            if before is None or before.get("sha256") != now.get("sha256"):
-                raise BadRequest(
-                    f"release {v} is complete but its synapse store was never written, and the "
-                    f"{now['table']} input ({now.get('name')}) is not the file it was loaded "
-                    f"from ({(before or {}).get('name')}, sha256 "
-                    f"{str((before or {}).get('sha256'))[:12]}): give the original files to "
-                    "build the store, or load with --replace"
-                )
+        _same_sources(snap, _sources(given))  # at once, before the inputs are read
         if progress:
             click.echo(f"release {v}: complete, but its synapse store was never written; "
                        "reading the inputs again to write it (the graph is not touched)",
                        err=True)  # fmt: skip
-        agg = _read_aggregate(v, given, voxel_size=voxel_size, progress=progress, memory=memory,
-                              options=inputs)  # fmt: skip
-        seconds["read_aggregate"] = time.perf_counter() - t0
-        prepared = PreparedRelease(snap, agg.multi_nucleus_roots, agg)
-        differ = [k for k in _STORE_COUNTS
-                  if k in snap.counts and int(agg.counts.get(k, -1)) != snap.counts[k]]  # fmt: skip
-        if differ:
-            prepared.discard()
-            raise BadRequest(
-                f"release {v}: the inputs aggregate to other counts than its snapshot "
-                f"({', '.join(f'{k} {agg.counts.get(k)} vs {snap.counts[k]}' for k in differ)}): "
-                "load with --replace"
-            )
+        prepared = PreparedRelease(snap, {}, None, given,
+                                   {"voxel_size": voxel_size, "memory": memory,
+                                    "options": inputs})  # fmt: skip
         _write_store_of_served(prepared, progress=progress, seconds=seconds)
-    return LoadSummary(v, snap.counts, agg.multi_nucleus_roots, "store", snap.path, seconds)
+    multi = {int(k): list(x) for k, x in snap.manifest.get("multi_nucleus_roots", {}).items()}
+    return LoadSummary(v, snap.counts, multi, "store", snap.path, seconds)
 
 
 def write_release(

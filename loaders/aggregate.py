@@ -123,10 +123,16 @@ def aggregate_release(
     memory: int = DEFAULT_MEMORY,
     spill_dir: Path | None = None,
     on_rows: RowsCallback | None = None,
+    edges: bool = True,
+    store: bool = True,
 ) -> AggregatedRelease:
     """Read and validate one release and classify every synapse; the edges are grouped later,
     one partition at a time, by :meth:`AggregatedRelease.iter_edges`. Each source is a path or
     a DataFrame. Peak memory is set by ``memory`` (bytes), not by the input.
+
+    Every column is read and validated either way; ``edges=False`` keeps no edges (and does not
+    check synapse IDs for repeats: a store-only pass over inputs already read), ``store=False``
+    keeps no store rows (a load reads the inputs a second time for the store, after serving).
 
     Raises :class:`core.errors.InputError` (file, column, row) on any bad input; nothing is
     returned before the whole synapse table has been read and validated.
@@ -149,13 +155,14 @@ def aggregate_release(
     index = RootIndex(cells.root_id)
     expected = estimate_rows(opened[SYNAPSES])
     acc = SynapseAccumulator(index, memory=memory, expected_rows=expected, spill_dir=spill_dir)
-    store = StoreBuilder(memory=memory, expected_rows=expected, spill_dir=spill_dir)
+    acc.keep_edges = edges
+    store_rows = StoreBuilder(memory=memory, expected_rows=expected, spill_dir=spill_dir)
     syn_name = opened[SYNAPSES].name
     id_col = source_column(colmaps[SYNAPSES], opened[SYNAPSES], "id")
     size_col = source_column(colmaps[SYNAPSES], opened[SYNAPSES], "size")
     acc.size_source = (syn_name, size_col) if size_col else None
     ids_seen = (SynapseIdCheck(memory=memory, expected_rows=expected, spill_dir=spill_dir)
-                if id_col else None)  # fmt: skip
+                if id_col and edges else None)  # fmt: skip
     plan = plan_store(opened[SYNAPSES], colmaps[SYNAPSES],
                       set(_synapse_columns(opened[SYNAPSES], colmaps[SYNAPSES])))  # fmt: skip
     integral = True
@@ -169,8 +176,9 @@ def aggregate_release(
                     _repeated_id(ids_seen.add(ids), syn_name, id_col)
                 outcome, a, b = acc.add(pre, post, ids, sizes)
                 integral = integral and whole
-                _store_table(store, pre, post, ids, sizes, extra, whole, outcome, a, b,
-                             cells.nucleus_id, plan)  # fmt: skip
+                if store:
+                    _store_table(store_rows, pre, post, ids, sizes, extra, whole, outcome, a, b,
+                                 cells.nucleus_id, plan)  # fmt: skip
                 if on_rows is not None:
                     on_rows(len(pre))
             acc.pool = None
@@ -180,7 +188,7 @@ def aggregate_release(
             _repeated_id(ids_seen.finish(), syn_name, id_col)
     except BaseException:
         acc.cleanup()
-        store.cleanup()
+        store_rows.cleanup()
         if ids_seen is not None:
             ids_seen.cleanup()
         raise
@@ -214,7 +222,7 @@ def aggregate_release(
         counts=counts,
         multi_nucleus_roots=index.multi_nucleus_roots(cells.nucleus_id),
         accumulator=acc,
-        store=store,
+        store=store_rows,
         store_schema=spill_schema(position_type, plan.extra_fields()),
         store_meta=store_meta,
     )
@@ -720,6 +728,7 @@ class SynapseAccumulator:
         self._spill_root = spill_dir
         self._spill: Path | None = None
         self.spilled_bytes = 0
+        self.keep_edges = True  # False: classify and count only (a store-only pass)
 
     def add(
         self, pre: np.ndarray, post: np.ndarray, ids: np.ndarray, sizes: np.ndarray | None
@@ -757,6 +766,8 @@ class SynapseAccumulator:
         c["dropped_multi_nucleus_root"] += int(kinds[1])
         c["dropped_partner_without_nucleus"] += int(kinds[2])
         c["synapses_used"] += len(used)
+        if not self.keep_edges:
+            return outcome, a0, b0
         ua = a[used].astype(np.int64)
         keys = ua * n + b[used]
         uid = ids[used]

@@ -178,8 +178,9 @@ def test_killed_load_reruns_to_the_exact_clean_graph(
     )
     args = ["--nuclei", str(tmp_path / f"nuclei_v{v}.parquet"),
             "--synapses", str(tmp_path / f"synapses_v{v}.parquet"), "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen([CGRAPH, "load", "--version", str(v), *args], env=cli_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    # the online writer even when this test runs first on an empty database (auto: bulk)
+    proc = subprocess.Popen([CGRAPH, "load", "--version", str(v), "--writer", "online", *args],
+                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
 
     def loading() -> bool:
         info = db.call(releases.get_release, v)

@@ -38,7 +38,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One release big enough that its store takes a moment to write, and a second synapse
     table of the same cells (other files)."""
     d = tmp_path_factory.mktemp("store_after")
-    generate(d, cells=3000, synapses=1_500_000, versions=[V], seed=21, nucleus_id_base=40_000_000)
+    generate(d, cells=3000, synapses=600_000, versions=[V], seed=21, nucleus_id_base=40_000_000)
     other = tmp_path_factory.mktemp("store_after_other")
     generate(other, cells=3000, synapses=20_000, versions=[V], seed=22, nucleus_id_base=40_000_000)
     return {"nuclei": d / f"nuclei_v{V}.parquet", "synapses": d / f"synapses_v{V}.parquet",
