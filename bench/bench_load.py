@@ -108,20 +108,17 @@ def stage_snapshot(args: argparse.Namespace) -> dict[str, Any]:
     """Read + aggregate + the snapshot (cells, edges, manifest), then the synapse store (a
     second read of the inputs), which a load writes after the release is served
     (cgraph.load.load_release)."""
-    from cgraph.load import prepare_snapshot
+    from cgraph.load import aggregate_to_snapshot
     from snapshot.layout import store_meta
 
     d = args.data_dir
     seconds: dict[str, float] = {}
-    prepared = prepare_snapshot(
+    snap, _ = aggregate_to_snapshot(
         VERSION, nuclei=d / f"nuclei_v{VERSION}.parquet", synapses=d / f"synapses_v{VERSION}.parquet",
         neurons=d / f"neurons_v{VERSION}.parquet", cell_types=d / f"cell_types_v{VERSION}.parquet",
         progress=False, seconds=seconds,
     )  # fmt: skip
-    steps: dict[str, float] = {}
-    prepared.write_store(seconds=steps)
-    snap = prepared.snap
-    seconds["snapshot_store"] = store_s = steps["store"]
+    store_s = seconds["snapshot_store"]
     store_bytes = snap.file("synapses.parquet").stat().st_size
     st = store_meta(snap)
     store = {"rows": st["rows"], "bytes": store_bytes, "bytes_per_row": store_bytes / st["rows"],

@@ -100,37 +100,30 @@ def _sources(given: Mapping[str, Source | None]) -> list[dict[str, Any]]:
 @dataclass
 class PreparedRelease:
     """A release read, aggregated and snapshotted (cells, edges, manifest), whose synapse store
-    is still to be written (:meth:`write_store`): by reading ``given`` (the inputs) a second
-    time, after the release is served, or from rows ``release`` kept."""
+    is still to be written (:meth:`write_store`: a second read of ``given``, after serving)."""
 
     snap: Snapshot
     multi_nucleus_roots: dict[int, list[int]]
-    release: AggregatedRelease | None = None  # the first pass (its store rows, if it kept any)
-    given: Mapping[str, Source | None] | None = None
-    read: Mapping[str, Any] = field(default_factory=dict)  # voxel_size, memory, options
+    given: Mapping[str, Source | None]
+    read: Mapping[str, Any]  # store_pass's voxel_size, memory, options, check_sources
+    first: AggregatedRelease | None = None  # the first read, whose edge spill discard frees
 
     def write_store(
         self, *, progress: bool = False, seconds: dict[str, float] | None = None
     ) -> None:
         t0 = time.perf_counter()
-        self.discard()  # the first pass's rows are no longer needed
-        if self.given is not None:  # the store-only pass over the same inputs
-            release = store_pass(self.snap, self.given, progress=progress, **self.read)
-        else:
-            assert self.release is not None, "a PreparedRelease needs inputs or store rows"
-            release = self.release
-        steps: dict[str, float] = {}
+        self.discard()  # the first read's rows are no longer needed
+        release = store_pass(self.snap, self.given, progress=progress, **self.read)
         with tqdm(total=release.counts["synapses_total"], desc=f"v{self.snap.version} synapse "
                   "store", unit=" rows", unit_scale=True, disable=not progress) as bar:  # fmt: skip
-            write_release_store(release, self.snap, on_store=bar.update, seconds=steps)
+            write_release_store(release, self.snap, on_store=bar.update)
         if seconds is not None:
             seconds["store"] = time.perf_counter() - t0
 
     def discard(self) -> None:
-        """Free the first pass's spilled rows (a load that stops before the store is written)."""
-        if self.release is not None and self.given is not None:
-            self.release.store.cleanup()
-            self.release.accumulator.cleanup()
+        """Free the first read's spilled rows (also when a load stops before its store)."""
+        if self.first is not None:
+            self.first.accumulator.cleanup()
 
 
 #: counts the store-only pass must reproduce before it writes the store
@@ -160,18 +153,21 @@ def store_pass(
     voxel_size: Sequence[float] = DEFAULT_VOXEL_SIZE,
     memory: int | None = None,
     options: Mapping[str, Any] | None = None,
+    check_sources: bool = True,
 ) -> AggregatedRelease:
     """Read the inputs of ``snap`` again, keeping the store rows only (every column validated
-    again, no edges). The inputs are hashed on the other core meanwhile: other files than the
-    snapshot's (sha256), or other counts, are refused (BadRequest) and nothing is written."""
+    again, no edges). The inputs are hashed on the other core meanwhile (unless the caller has
+    just checked them): other files than the snapshot's (sha256), or other counts, are refused
+    (BadRequest) and nothing is written."""
     v = snap.version
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="source-sha256") as pool:
-        sources = pool.submit(_sources, given)
+        sources = pool.submit(_sources, given) if check_sources else None
         agg = _read_aggregate(v, given, voxel_size=voxel_size, progress=progress, memory=memory,
                               options={**(options or {}), "edges": False},
                               what="synapses read again for the store")  # fmt: skip
         try:
-            _same_sources(snap, sources.result())
+            if sources is not None:
+                _same_sources(snap, sources.result())
             differ = [k for k in _STORE_COUNTS
                       if k in snap.counts and int(agg.counts.get(k, -1)) != snap.counts[k]]  # fmt: skip
             if differ:
@@ -241,14 +237,14 @@ def prepare_snapshot(
                                               on_edges=bar.update, seconds=steps, slot=slot,
                                               dataset=dataset or default_dataset())  # fmt: skip
         except BaseException:
-            agg.store.cleanup()
+            agg.accumulator.cleanup()
             raise
     if seconds is not None:
         seconds["read_aggregate"] = t1 - t0
         seconds["snapshot"] = time.perf_counter() - t1
         seconds.update({f"snapshot_{k}": x for k, x in steps.items()})
     read = {"voxel_size": voxel_size, "memory": memory, "options": options}
-    return PreparedRelease(snap, agg.multi_nucleus_roots, agg, given, read)
+    return PreparedRelease(snap, agg.multi_nucleus_roots, given, read, agg)
 
 
 def aggregate_to_snapshot(
@@ -540,9 +536,13 @@ def build_missing_store(
             click.echo(f"release {v}: complete, but its synapse store was never written; "
                        "reading the inputs again to write it (the graph is not touched)",
                        err=True)  # fmt: skip
-        prepared = PreparedRelease(snap, {}, None, given,
-                                   {"voxel_size": voxel_size, "memory": memory,
-                                    "options": inputs})  # fmt: skip
+        read = {
+            "voxel_size": voxel_size,
+            "memory": memory,
+            "options": inputs,
+            "check_sources": False,
+        }  # checked just above
+        prepared = PreparedRelease(snap, {}, given, read)
         _write_store_of_served(prepared, progress=progress, seconds=seconds)
     multi = {int(k): list(x) for k, x in snap.manifest.get("multi_nucleus_roots", {}).items()}
     return LoadSummary(v, snap.counts, multi, "store", snap.path, seconds)

@@ -20,7 +20,7 @@ import pyarrow as pa
 from core.model import DEFAULT_DATASET, check_dataset
 from loaders.aggregate import AggregatedRelease, prefetch
 from loaders.tables import Cells, Edges, ReleaseData
-from snapshot.layout import CELL_SCHEMA, Snapshot, store_ready
+from snapshot.layout import CELL_SCHEMA, Snapshot
 from snapshot.write import SnapshotWriter, store_lock, write_store
 
 ANNOTATIONS = ("is_neuron", "cell_type", "classification_system")
@@ -115,17 +115,12 @@ def write_release_store(
     snap: Snapshot,
     *,
     on_store: Callable[[int], object] | None = None,  # called with store rows written
-    seconds: dict[str, float] | None = None,  # store
 ) -> None:
     """Commit the synapse store of ``release`` into its snapshot ``snap`` (snapshot.write
     .write_store, under the store lock), then free the release's spilled store rows."""
-    t0 = time.perf_counter()
-    with store_lock(snap.path):
-        if store_ready(snap):  # another writer of the same store finished first
-            if isinstance(release, AggregatedRelease):
-                release.store.cleanup()
-        elif isinstance(release, ReleaseData):
-            assert release.store is not None  # checked by write_release_snapshot
+    with store_lock(snap.path):  # write_store leaves a store another writer finished alone
+        if isinstance(release, ReleaseData):
+            assert release.store is not None and release.store_meta is not None  # checked before
             write_store(snap, [release.store], release.store.schema, release.store_meta,
                         on_rows=on_store)  # fmt: skip
         else:
@@ -135,5 +130,3 @@ def write_release_store(
                             on_rows=on_store)  # fmt: skip
             finally:
                 release.store.cleanup()
-    if seconds is not None:
-        seconds["store"] = time.perf_counter() - t0

@@ -58,7 +58,6 @@ from snapshot.layout import (
     store_lock_path,
     store_meta,
     store_ready,
-    store_schema,
 )
 
 #: Parquet row-group sizes: small enough that one cell's rows are a small read
@@ -210,10 +209,6 @@ class SnapshotWriter:
             self.abort()
 
 
-EMPTY_STORE_META: dict[str, Any] = {"position_unit": "voxel", "position_type": None,
-                                    "extra_columns": [], "outcomes": {}}  # fmt: skip
-
-
 @contextlib.contextmanager
 def store_lock(snap_path: Path) -> Iterator[None]:
     """One store writer per snapshot at a time (an exclusive lock beside its folder; a second
@@ -232,20 +227,18 @@ def store_lock(snap_path: Path) -> Iterator[None]:
 def write_store(
     snap: Snapshot,
     tables: Iterable[pa.Table],
-    schema: pa.Schema | None = None,
-    meta: Mapping[str, Any] | None = None,
+    schema: pa.Schema,
+    meta: Mapping[str, Any],
     on_rows: Callable[[int], object] | None = None,
 ) -> dict[str, Any]:
     """Commit the synapse store of ``snap``: ``tables`` sorted by (post_pt_root_id, id) within
     and across tables, written in row groups of exactly STORE_ROW_GROUP rows (the last one
     shorter), under a temporary name, renamed to synapses.parquet, then ``synapses.json``
     (``meta`` with rows, sort and row groups; see snapshot.layout). No tables (or none with
-    rows): an empty store. Returns the store's metadata; a store already written is left as
+    rows): an empty store of ``schema``. Returns the store's metadata; a store already written is left as
     it is (and its metadata returned). The caller holds :func:`store_lock`."""
     if store_ready(snap):
         return store_meta(snap)
-    schema = schema if schema is not None else store_schema(pa.int32())
-    meta = meta if meta is not None else EMPTY_STORE_META
     for old in snap.path.glob(".synapses.tmp-*"):
         old.unlink(missing_ok=True)
     tag = f"{os.getpid()}-{secrets.token_hex(4)}"
